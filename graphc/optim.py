@@ -1,0 +1,149 @@
+"""Optimizers and learning-rate schedules (PyTorch's formulas and defaults).
+
+An optimizer here only describes itself: :meth:`Optimizer.update_attrs` gives
+the attributes of the ``update`` nodes autodiff adds to the training graph;
+the maths is in :mod:`graphc.ops.update` (reference) and the kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from graphc.errors import GraphError
+
+
+class Schedule:
+    """A learning rate as a function of the epoch (0-based)."""
+
+    base: float
+
+    def lr_at(self, epoch: int) -> float:
+        raise NotImplementedError
+
+
+@dataclass
+class StepLR(Schedule):
+    base: float
+    step_size: int
+    gamma: float = 0.1
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base * self.gamma ** (epoch // self.step_size)
+
+
+@dataclass
+class ExponentialLR(Schedule):
+    base: float
+    gamma: float
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base * self.gamma ** epoch
+
+
+@dataclass
+class CosineLR(Schedule):
+    base: float
+    t_max: int
+    eta_min: float = 0.0
+
+    def lr_at(self, epoch: int) -> float:
+        e = min(epoch, self.t_max)
+        return self.eta_min + (self.base - self.eta_min) * (1 + math.cos(math.pi * e / self.t_max)) / 2
+
+
+class Optimizer:
+    kind = ""
+
+    def __init__(self, lr: float | Schedule) -> None:
+        base = lr.base if isinstance(lr, Schedule) else lr
+        if not (isinstance(base, int | float) and base > 0 and math.isfinite(base)):
+            raise GraphError(f"{type(self).__name__}: lr must be a positive number, got {lr!r}")
+        self.lr = lr
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr.lr_at(epoch) if isinstance(self.lr, Schedule) else float(self.lr)
+
+    def update_attrs(self) -> dict:
+        raise NotImplementedError
+
+    def decoupled_decay(self) -> float:
+        return 0.0
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    kind = "sgd"
+
+    def __init__(self, lr: float | Schedule = 0.01, momentum: float = 0.0,
+                 dampening: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(lr)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise GraphError("SGD: Nesterov momentum requires momentum > 0 and zero dampening")
+        if momentum < 0:
+            raise GraphError(f"SGD: momentum must be >= 0, got {momentum}")
+        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), nesterov
+
+    def update_attrs(self) -> dict:
+        return dict(opt="sgd", momentum=self.momentum, dampening=self.dampening,
+                    nesterov=self.nesterov)
+
+
+class Adam(Optimizer):
+    kind = "adam"
+
+    def __init__(self, lr: float | Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        super().__init__(lr)
+        if not all(0.0 <= b < 1.0 for b in betas):
+            raise GraphError(f"{type(self).__name__}: betas must lie in [0, 1), got {betas}")
+        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+
+    def update_attrs(self) -> dict:
+        return dict(opt="adam", beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
+                    decoupled=False)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, applied to weight matrices only."""
+
+    def __init__(self, lr: float | Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
+        super().__init__(lr, betas, eps)
+        self.weight_decay = float(weight_decay)
+
+    def update_attrs(self) -> dict:
+        return {**super().update_attrs(), "decoupled": True}
+
+    def decoupled_decay(self) -> float:
+        return self.weight_decay
+
+
+class RMSprop(Optimizer):
+    kind = "rmsprop"
+
+    def __init__(self, lr: float | Schedule = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 momentum: float = 0.0, centered: bool = False) -> None:
+        super().__init__(lr)
+        self.alpha, self.eps = float(alpha), float(eps)
+        self.momentum, self.centered = float(momentum), bool(centered)
+
+    def update_attrs(self) -> dict:
+        return dict(opt="rmsprop", alpha=self.alpha, eps=self.eps, momentum=self.momentum,
+                    centered=self.centered)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+
+
+def get_optimizer(spec: str | Optimizer, lr: float | None = None) -> Optimizer:
+    if isinstance(spec, Optimizer):
+        return spec
+    try:
+        cls = OPTIMIZERS[str(spec).lower()]
+    except KeyError:
+        raise GraphError(f"unknown optimizer {spec!r}; valid: {', '.join(OPTIMIZERS)}") from None
+    return cls() if lr is None else cls(lr=lr)

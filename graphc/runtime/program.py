@@ -1,0 +1,207 @@
+"""Programs: a compiled (or interpreted) graph with its parameters and optimizer state.
+
+All parameters and optimizer state live in one contiguous *arena* array (in
+the program's float dtype); ``params`` are views into it.  The compiled
+backend passes the arena to native code as a single argument and carves the
+views there, because Numba unboxes every array argument on each call (~50 ns
+each).  The reference backend updates the same views through NumPy, so both
+backends share one storage and one save format.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from graphc.autodiff import build_training
+from graphc.errors import FeedError, GraphError
+from graphc.ir.graph import Graph
+from graphc.ir.node import shape_str
+from graphc.ops.sources import init_param
+from graphc.ops.update import reference_update, state_slots
+from graphc.runtime import reference
+from graphc.runtime.feeds import FeedSpec, label_classes
+
+ALIGN = 16  # elements: keeps every view 64-byte aligned for float32 SIMD loads
+
+
+class Arena:
+    """Named views into one flat array, laid out in a fixed (sorted) order."""
+
+    def __init__(self, shapes: Mapping[str, tuple], dtype: np.dtype) -> None:
+        self.offsets: dict[str, tuple[int, tuple]] = {}
+        pos = 0
+        for name, shape in shapes.items():
+            self.offsets[name] = (pos, tuple(shape))
+            pos += -(-int(np.prod(shape, dtype=np.int64)) // ALIGN) * ALIGN
+        self.size = pos
+        self.data = np.zeros(max(pos, 1), dtype=dtype)
+        self.views = {name: self.view(name) for name in self.offsets}
+
+    def view(self, name: str) -> np.ndarray:
+        off, shape = self.offsets[name]
+        n = int(np.prod(shape, dtype=np.int64))
+        return self.data[off:off + n].reshape(shape)
+
+
+class Program:
+    """A graph ready to run: ``run`` (forward), ``step`` (train), ``params``."""
+
+    def __init__(self, graph: Graph, *, loss: str | None = None, optimizer=None,
+                 weight_decay: float = 0.0, clip_norm: float | None = None,
+                 dtype: str = "float32", seed: int = 0, backend: str = "compiled",
+                 check_passes: bool = False, verify: bool = False,
+                 check_numerics: bool = False) -> None:
+        if dtype not in ("float32", "float64"):
+            raise GraphError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if backend not in ("compiled", "reference"):
+            raise GraphError(f"backend must be 'compiled' or 'reference', got {backend!r}")
+        if weight_decay < 0:
+            raise GraphError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.dtype = np.dtype(dtype)
+        self.backend = backend
+        self.optimizer = optimizer
+        self.seed = seed
+        self.options = dict(check_passes=check_passes, verify=verify,
+                            check_numerics=check_numerics)
+        self._lock = threading.RLock()
+        self.forward_graph = graph.copy()
+        self.forward_graph.outputs = {k: v for k, v in graph.outputs.items() if k != loss}
+        self.forward_graph.prune()
+        self.loss_name = loss
+        self.train_graph: Graph | None = None
+        if optimizer is not None:
+            if loss is None:
+                raise GraphError("training needs a loss: gc.compile(loss=..., optimizer=...)")
+            self.train_graph = build_training(graph, graph.outputs[loss], optimizer,
+                                              weight_decay, clip_norm)
+            self.train_graph.outputs = {"loss": self.train_graph.outputs[loss]}
+        self.eval_graph = graph
+        full = self.train_graph or graph
+
+        params = {n: full.node(i) for n, i in sorted(full.by_name("parameter").items())}
+        shapes = {n: node.shape for n, node in params.items()}
+        self.update_attrs = {}
+        if self.train_graph is not None:
+            for name, uid in sorted(self.train_graph.updates.items()):
+                attrs = self.train_graph.node(uid).attr
+                self.update_attrs[name] = attrs
+                for slot in state_slots(attrs):
+                    shapes[f"{name}:{slot}"] = params[name].shape
+        self.arena = Arena(shapes, self.dtype)
+        self.param_names = list(params)
+        for name, node in params.items():
+            self.arena.views[name][...] = init_param(node, seed, dtype)
+        self.step_count = 0
+        self.epoch = 0
+
+        inputs = {}
+        for g in (graph, full):
+            for name, i in g.by_name("input").items():
+                node = g.node(i)
+                inputs[name] = (node.shape, node.dtype)
+        self.feed_spec = FeedSpec(inputs, label_classes(full))
+        self._forward_inputs = set(self.forward_graph.by_name("input"))
+        self._impl = None
+        if backend == "compiled":
+            from graphc.runtime.compiled import CompiledImpl
+
+            self._impl = CompiledImpl(self)
+
+    # --- parameters -----------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters, by name."""
+        return {n: self.arena.views[n].copy() for n in self.param_names}
+
+    def set_params(self, values: Mapping[str, np.ndarray]) -> None:
+        """Copy values in; every name must be a parameter and every shape must match."""
+        for name, value in values.items():
+            if name not in self.param_names:
+                raise GraphError(f"unknown parameter {name!r}; parameters: "
+                                 f"{', '.join(self.param_names)}")
+            arr = np.asarray(value)
+            view = self.arena.views[name]
+            if arr.shape != view.shape:
+                raise FeedError(f"parameter {name!r}: expected shape {shape_str(view.shape)}, "
+                                f"got {shape_str(arr.shape)}")
+            if arr.dtype.kind not in "fiu":
+                raise FeedError(f"parameter {name!r}: expected a float array, got {arr.dtype}")
+        with self._lock:
+            for name, value in values.items():
+                self.arena.views[name][...] = np.asarray(value)
+
+    @property
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the optimizer state (``<param>:<slot>``) and the step counter."""
+        out = {n: v.copy() for n, v in self.arena.views.items() if n not in self.param_names}
+        return out
+
+    def lr(self) -> float:
+        return self.optimizer.lr_at(self.epoch) if self.optimizer else 0.0
+
+    # --- execution ------------------------------------------------------------------
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Forward pass only: the named outputs for ``feeds``."""
+        checked, batch = self.feed_spec.validate(feeds, self.dtype, self._forward_inputs)
+        with self._lock:
+            if self._impl is not None:
+                return self._impl.run(checked, batch)
+            return reference.run(self.forward_graph, checked, self.arena.views, self.dtype.name)
+
+    def step(self, feeds: Mapping[str, np.ndarray]) -> float:
+        """One training step (forward, backward, update); returns the loss before the update."""
+        if self.train_graph is None:
+            raise GraphError("this program has no optimizer: compile it with optimizer=...")
+        checked, batch = self.feed_spec.validate(feeds, self.dtype)
+        with self._lock:
+            self.step_count += 1
+            if self._impl is not None:
+                return self._impl.step(checked, batch, self.lr(), self.step_count)
+            return self._reference_step(checked)
+
+    def _reference_step(self, feeds: dict[str, np.ndarray]) -> float:
+        g = self.train_graph
+        values = reference.evaluate(g, feeds, self.arena.views, self.dtype.name)
+        for name, uid in g.updates.items():
+            ins = g.inputs(uid)
+            grad = values[ins[1]]
+            if len(ins) == 3:
+                grad = grad * values[ins[2]]
+            state = {s: self.arena.views[f"{name}:{s}"] for s in state_slots(self.update_attrs[name])}
+            reference_update(self.arena.views[name], grad, state, self.update_attrs[name],
+                             self.lr(), self.step_count)
+        return float(values[g.outputs["loss"]])
+
+
+class Function:
+    """``gc.function``: a program called with positional arrays, returning a list."""
+
+    def __init__(self, graph: Graph, inputs: Sequence[str], outputs: Sequence[str],
+                 **options) -> None:
+        self.input_names = list(inputs)
+        self.output_names = list(outputs)
+        self.program = Program(graph, **options)
+        needed = set(self.program.forward_graph.by_name("input"))
+        missing = needed - set(self.input_names)
+        if missing:
+            raise GraphError(f"the outputs depend on input {sorted(missing)[0]!r}, which is not "
+                             "in inputs=[...]")
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        if len(arrays) != len(self.input_names):
+            raise FeedError(f"this function takes {len(self.input_names)} arrays "
+                            f"({', '.join(self.input_names)}), got {len(arrays)}")
+        feeds = {n: a for n, a in zip(self.input_names, arrays, strict=True)
+                 if n in self.program._forward_inputs}
+        out = self.program.run(feeds)
+        return [out[n] for n in self.output_names]
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.program.params
+
+    def set_params(self, values: Mapping[str, np.ndarray]) -> None:
+        self.program.set_params(values)
