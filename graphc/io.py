@@ -105,17 +105,13 @@ def save_model(path: str | os.PathLike[str], meta: dict[str, Any], arrays: dict[
     if not isinstance(meta, dict):
         raise ModelFileError(f"cannot save {path}: meta must be a dict, got {type(meta).__name__}")
     if not isinstance(arrays, dict):
-        raise ModelFileError(
-            f"cannot save {path}: arrays must be a dict, got {type(arrays).__name__}"
-        )
+        raise ModelFileError(f"cannot save {path}: arrays must be a dict, got {type(arrays).__name__}")
 
     prepared: list[tuple[str, np.ndarray]] = []
     entries: dict[str, dict[str, Any]] = {}
     for i, (name, value) in enumerate(arrays.items()):
         if not isinstance(name, str) or not name:
-            raise ModelFileError(
-                f"cannot save {path}: array names must be non-empty strings, got {name!r}"
-            )
+            raise ModelFileError(f"cannot save {path}: array names must be non-empty strings, got {name!r}")
         arr = _prepare_array(path, name, value)
         member = f"arrays/{i}.npy"
         prepared.append((member, arr))
@@ -134,9 +130,9 @@ def save_model(path: str | os.PathLike[str], meta: dict[str, Any], arrays: dict[
     }
     try:
         header["payload_sha256"] = _payload_sha256(header)
-        header_bytes = json.dumps(
-            header, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-        ).encode("utf-8")
+        header_bytes = json.dumps(header, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8"
+        )
     except (TypeError, ValueError, UnicodeError) as e:
         raise ModelFileError(f"cannot save {path}: meta is not JSON-serialisable: {e}") from None
 
@@ -156,9 +152,7 @@ def _prepare_array(path: Path, name: str, value: Any) -> np.ndarray:
             f"supported: {', '.join(sorted(_DTYPES))}"
         )
     if arr.ndim > _MAX_NDIM:
-        raise ModelFileError(
-            f"cannot save {path}: array {name!r} has {arr.ndim} dims (max {_MAX_NDIM})"
-        )
+        raise ModelFileError(f"cannot save {path}: array {name!r} has {arr.ndim} dims (max {_MAX_NDIM})")
     # Little-endian C order is the on-disk layout the checksum is defined over.
     le = arr.dtype.newbyteorder("<")
     # (np.asarray, not np.ascontiguousarray, which turns 0-d scalars into 1-d.)
@@ -230,9 +224,7 @@ def _sha256_array(arr: np.ndarray) -> str:
 
 def _payload_sha256(header: dict[str, Any]) -> str:
     body = {k: v for k, v in header.items() if k != "payload_sha256"}
-    canonical = json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -263,9 +255,7 @@ def load_model(
         raise ModelFileError(f"model file {path} is corrupt: {e}") from None
 
 
-def _load(
-    path: Path, f: BinaryIO, max_json_bytes: int
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _load(path: Path, f: BinaryIO, max_json_bytes: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     def fail(problem: str) -> ModelFileError:
         return ModelFileError(f"model file {path}: {problem}")
 
@@ -295,19 +285,14 @@ def _load(
         if missing:
             raise fail(f"missing member(s) {missing}")
         if extra:
-            raise fail(
-                f"unexpected extra member(s) {extra}; a .gcm file holds only {sorted(expected)}"
-            )
+            raise fail(f"unexpected extra member(s) {extra}; a .gcm file holds only {sorted(expected)}")
 
         # Refuse every oversized or undersized member before decompressing any of
         # them: a zip bomb is stopped by its declared size, for free.
         for name, e in entries.items():
             _check_member_size(by_name[e["member"]], name, e, fail)
 
-        arrays = {
-            name: _read_array(zf, by_name[e["member"]], name, e, fail)
-            for name, e in entries.items()
-        }
+        arrays = {name: _read_array(zf, by_name[e["member"]], name, e, fail) for name, e in entries.items()}
     return header["meta"], arrays
 
 
@@ -520,11 +505,7 @@ def _read_array(
         if hlen > _MAX_NPY_HEADER:
             raise fail(f"{where}: .npy header of {hlen} bytes is over the {_MAX_NPY_HEADER} limit")
         hdr = _read_exact(m, hlen)
-        reader = (
-            np.lib.format.read_array_header_1_0
-            if major == 1
-            else np.lib.format.read_array_header_2_0
-        )
+        reader = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
         try:
             shape, fortran, dtype = reader(io.BytesIO(len_bytes + hdr))
         except (ValueError, SyntaxError, TypeError) as err:
@@ -534,10 +515,7 @@ def _read_array(
         if dtype.str != declared_dtype.str:
             raise fail(f"{where}: stored dtype {dtype} does not match declared dtype {e['dtype']}")
         if tuple(shape) != declared_shape:
-            raise fail(
-                f"{where}: stored shape {tuple(shape)} does not match declared shape "
-                f"{declared_shape}"
-            )
+            raise fail(f"{where}: stored shape {tuple(shape)} does not match declared shape {declared_shape}")
         if fortran:
             raise fail(f"{where}: stored in Fortran order; .gcm arrays are C order")
         nbytes = math.prod(declared_shape) * dtype.itemsize
@@ -561,7 +539,5 @@ def _read_array(
             raise fail(f"{where}: more data than shape {list(declared_shape)} allows")
     actual = _sha256_array(arr)
     if actual != e["sha256"]:
-        raise fail(
-            f"{where}: checksum mismatch: declared sha256 {e['sha256']}, data hashes to {actual}"
-        )
+        raise fail(f"{where}: checksum mismatch: declared sha256 {e['sha256']}, data hashes to {actual}")
     return arr

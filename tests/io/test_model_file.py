@@ -109,9 +109,7 @@ def with_member(i: int, data: bytes, header: dict | None = None) -> list:
 ROUND_TRIP = {
     "f32_matrix": np.random.default_rng(0).standard_normal((7, 5)).astype(np.float32),
     "f64_vector": np.array([np.nan, -0.0, 0.0, np.inf, -np.inf, 5e-324]),
-    "nan_payload": np.array([0x7FF8_0000_DEAD_BEEF, 0xFFF0_0000_0000_0001], dtype=np.uint64).view(
-        np.float64
-    ),
+    "nan_payload": np.array([0x7FF8_0000_DEAD_BEEF, 0xFFF0_0000_0000_0001], dtype=np.uint64).view(np.float64),
     "f32_nan_payload": np.array([0x7FC0_1234, 0xFF80_0001], dtype=np.uint32).view(np.float32),
     "f16": np.array([1.5, -0.0, 65504], dtype=np.float16),
     "i64": np.array([[-(2**63), 2**63 - 1]], dtype=np.int64),
@@ -153,9 +151,7 @@ def test_layout_is_documented_one(tmp_path: Path) -> None:
         assert zf.namelist() == ["model.json", "arrays/0.npy", "arrays/1.npy"]
         assert all(i.compress_type == zipfile.ZIP_DEFLATED for i in zf.infolist())
         header = json.loads(zf.read("model.json").decode("utf-8"))
-        assert np.load(io.BytesIO(zf.read("arrays/1.npy")), allow_pickle=False).tobytes() == (
-            B.tobytes()
-        )
+        assert np.load(io.BytesIO(zf.read("arrays/1.npy")), allow_pickle=False).tobytes() == (B.tobytes())
     assert header == header_for({"W": W, "b": B}, meta={"k": [1, 2]})
 
 
@@ -465,9 +461,7 @@ def test_killed_save_leaves_previous_file_intact(tmp_path: Path) -> None:
     save_model(path, {"version": "old"}, {"W": W, "b": B})
     before = path.read_bytes()
 
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 60
