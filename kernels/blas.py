@@ -1,0 +1,256 @@
+"""GEMM for row-major C-contiguous arrays: direct sgemm/dgemm calls, and a loop kernel.
+
+How BLAS is reached
+-------------------
+SciPy exports the Fortran BLAS through ``scipy.linalg.cython_blas``; each
+routine's address sits in a PyCapsule in ``__pyx_capi__``.  We register those
+addresses with LLVM under private symbol names (``graphc_sgemm`` /
+``graphc_dgemm``) and emit a direct call from an intrinsic.  A ctypes function
+pointer would also work in nopython mode, but Numba bakes its address into the
+code as a "dynamic global", which makes every caller (including the generated
+``train_step``) uncacheable.  A named symbol is resolved again by the JIT
+linker whenever a cached function is loaded, so ``cache=True`` keeps working;
+the only requirement is that this module is imported before such a function
+is loaded, which holds because the caller's module imports it.
+
+The scalar arguments BLAS takes by pointer are ``alloca``s in the caller's
+entry block, so a call allocates nothing on the heap.
+
+Row-major trick: a row-major (r, c) array is the column-major (c, r) array of
+its transpose.  So C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in
+column-major, i.e. ``xgemm(tb, ta, n, m, k, alpha, B, ldb, A, lda, beta, C, n)``
+with the transpose flags passed through unchanged and the leading dimensions
+equal to each array's row length.
+
+Measurement (2 cores Intel Xeon with AVX-512, shared machine, SciPy's
+OpenBLAS 0.3.31; C = op(A)@op(B) with beta=0, ns per call inside an @njit
+loop, best of 9; shapes m,k,n; float64 within 20% of these except where BLAS
+is compute bound):
+
+    float32 NN       mnk    loops   blas   np.dot(a,b,out)
+    4,2,8             64       47     57     64
+    4,8,1             32       83     51     61
+    8,8,8            512      122     64     71
+    16,16,16        4096      656    113    118
+    32,64,64      131072     7248   1474   1493
+    64,128,10      81920    17833   2098   2115
+    64,784,128   6422528   365000  78000  95000
+    128,512,512 33554432      --  280000 283000
+
+    by transpose flags (loops / blas):  NN          NT          TN         TT
+    4,2,8                               47/47       74/113      47/80      96/113
+    4,1,8                               43/48       62/110      43/78      85/110
+    4,8,8                               74/51       91/125      78/87     163/63
+    8,8,8                              122/55      149/154     133/88     320/65
+    4,16,16                            178/60      203/166     187/54     468/114
+
+The direct call is never slower than np.dot(a, b, out) (which adds ~10 ns of
+checks and goes through cblas), so ``gemm`` is the BLAS path.  BLAS costs
+~50 ns per call for NN, ~100 ns for NT (OpenBLAS's small-matrix path covers
+fewer cases there); the loop kernel costs ~45 ns at the smallest sizes and
+loses to BLAS quickly because its trip counts are run-time values.  Loops
+therefore win only on tiny products: m*n*k <= 64 for NN/TN, <= 512 for NT
+(dx = dz @ W.T), never for TT (unused by the dense kernels).  These are the
+thresholds in ``choose_gemm``/``gemm_auto``.
+"""
+
+import numpy as np
+from graphc.kernels._util import FASTMATH, like
+from llvmlite import binding as llvm_binding
+from llvmlite import ir as llvm_ir
+from numba import njit
+from numba.core import cgutils, types
+from numba.extending import intrinsic, overload
+
+# Loop kernel when m*n*k <= this (see the measurement above); TT never.
+GEMM_LOOPS_MAX_MNK = 64
+GEMM_LOOPS_MAX_MNK_NT = 512
+
+
+def _register_blas_symbols():
+    import ctypes
+
+    from scipy.linalg import cython_blas
+
+    get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
+    get_ptr.restype = ctypes.c_void_p
+    get_ptr.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    for name in ("sgemm", "dgemm"):
+        cap = cython_blas.__pyx_capi__[name]
+        llvm_binding.add_symbol("graphc_" + name, get_ptr(cap, get_name(cap)))
+
+
+_register_blas_symbols()
+
+
+@intrinsic
+def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Column-major Fortran xgemm call; ta/tb are the ASCII codes of 'N'/'T'."""
+    if not (isinstance(a, types.Array) and a.dtype in (types.float32, types.float64)):
+        return None
+    dtype = a.dtype
+    sig = types.void(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        i8 = llvm_ir.IntType(8)
+        i32 = llvm_ir.IntType(32)
+        fp = context.get_value_type(dtype)
+        c_p, i_p, f_p = i8.as_pointer(), i32.as_pointer(), fp.as_pointer()
+        # transa transb m n k alpha A lda B ldb beta C ldc
+        fnty = llvm_ir.FunctionType(
+            llvm_ir.VoidType(), [c_p, c_p, i_p, i_p, i_p, f_p, f_p, i_p, f_p, i_p, f_p, f_p, i_p]
+        )
+        fname = "graphc_sgemm" if dtype == types.float32 else "graphc_dgemm"
+        fn = cgutils.get_or_insert_function(builder.module, fnty, fname)
+        argtys = signature.args
+
+        def by_ref(idx, to_type, lltype):
+            val = context.cast(builder, args[idx], argtys[idx], to_type)
+            if to_type == types.int8:
+                val = builder.trunc(val, i8) if val.type != i8 else val
+            slot = cgutils.alloca_once(builder, lltype)
+            builder.store(val, slot)
+            return slot
+
+        def data(idx):
+            return context.make_array(argtys[idx])(context, builder, value=args[idx]).data
+
+        builder.call(
+            fn,
+            [
+                by_ref(0, types.int8, i8),
+                by_ref(1, types.int8, i8),
+                by_ref(2, types.int32, i32),
+                by_ref(3, types.int32, i32),
+                by_ref(4, types.int32, i32),
+                by_ref(5, dtype, fp),
+                data(6),
+                by_ref(7, types.int32, i32),
+                data(8),
+                by_ref(9, types.int32, i32),
+                by_ref(10, dtype, fp),
+                data(11),
+                by_ref(12, types.int32, i32),
+            ],
+        )
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _blas_gemm(transa, transb, alpha, A, B, beta, C, m, n, k):
+    """NumPy stand-in, used only when NUMBA_DISABLE_JIT=1 (BLAS beta=0: C not read)."""
+    opa = A.T if transa else A
+    opb = B.T if transb else B
+    prod = np.dot(opa, opb)
+    if beta == 0:
+        C[...] = alpha * prod
+    else:
+        C[...] = alpha * prod + beta * C
+
+
+@overload(_blas_gemm)
+def _blas_gemm_ol(transa, transb, alpha, A, B, beta, C, m, n, k):
+    def impl(transa, transb, alpha, A, B, beta, C, m, n, k):
+        ca = 84 if transa else 78  # ord("T"), ord("N")
+        cb = 84 if transb else 78
+        _xgemm(cb, ca, n, m, k, alpha, B, B.shape[1], A, A.shape[1], beta, C, n)
+
+    return impl
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _scale_c(beta, C):
+    # BLAS semantics: beta == 0 overwrites C without reading it (NaN/garbage ignored).
+    if beta == 0:
+        for i in range(C.shape[0]):
+            for j in range(C.shape[1]):
+                C[i, j] = 0
+    elif beta != 1:
+        bt = like(C, beta)
+        for i in range(C.shape[0]):
+            for j in range(C.shape[1]):
+                C[i, j] = C[i, j] * bt
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def gemm(transa, transb, alpha, A, B, beta, C):
+    """C = alpha*op(A)@op(B) + beta*C through sgemm/dgemm (all arrays C-contiguous)."""
+    m = C.shape[0]
+    n = C.shape[1]
+    k = A.shape[0] if transa else A.shape[1]
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        _scale_c(beta, C)
+        return
+    _blas_gemm(transa, transb, alpha, A, B, beta, C, m, n, k)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def gemm_loops(transa, transb, alpha, A, B, beta, C):
+    """Same contract as ``gemm`` with plain loops (tiny layers, where the BLAS call
+    overhead dominates).  C is scaled row by row inside the product loop (one pass
+    over C), and inner loops run along contiguous rows so LLVM vectorises them."""
+    m = C.shape[0]
+    n = C.shape[1]
+    k = A.shape[0] if transa else A.shape[1]
+    al = like(C, alpha)
+    bt = like(C, beta)
+    for i in range(m):
+        # BLAS semantics: beta == 0 overwrites C without reading it.
+        if beta == 0:
+            for j in range(n):
+                C[i, j] = 0
+        elif beta != 1:
+            for j in range(n):
+                C[i, j] *= bt
+        if k == 0:
+            continue
+        if not transb:
+            # C[i, :] += (alpha*opA[i, p]) * B[p, :]
+            for p in range(k):
+                s = al * (A[p, i] if transa else A[i, p])
+                for j in range(n):
+                    C[i, j] += s * B[p, j]
+        else:
+            # C[i, j] += alpha * dot(opA[i, :], B[j, :])
+            for j in range(n):
+                acc = C[i, j] * 0
+                if transa:
+                    for p in range(k):
+                        acc += A[p, i] * B[j, p]
+                else:
+                    for p in range(k):
+                        acc += A[i, p] * B[j, p]
+                C[i, j] += al * acc
+
+
+def choose_gemm(m, n, k, transa=False, transb=False):
+    """'loops' for tiny products (where the BLAS call overhead dominates), else 'blas'."""
+    if transa and transb:
+        return "blas"
+    limit = GEMM_LOOPS_MAX_MNK_NT if transb else GEMM_LOOPS_MAX_MNK
+    return "loops" if m * n * k <= limit else "blas"
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def gemm_auto(transa, transb, alpha, A, B, beta, C):
+    """``gemm`` or ``gemm_loops`` by the same rule as ``choose_gemm``, at run time."""
+    m = C.shape[0]
+    n = C.shape[1]
+    k = A.shape[0] if transa else A.shape[1]
+    mnk = m * n * k
+    if transa and transb:
+        small = False
+    elif transb:
+        small = mnk <= GEMM_LOOPS_MAX_MNK_NT
+    else:
+        small = mnk <= GEMM_LOOPS_MAX_MNK
+    if small:
+        gemm_loops(transa, transb, alpha, A, B, beta, C)
+    else:
+        gemm(transa, transb, alpha, A, B, beta, C)
