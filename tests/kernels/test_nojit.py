@@ -72,7 +72,22 @@ SCRIPT = textwrap.dedent(
     """
 )
 
-EXTRA = ""
+EXTRA = """
+from graphc.kernels import elementwise as E
+from graphc.kernels import optim as O
+for dt in (np.float32, np.float64):
+    p = np.linspace(-1, 1, 9).astype(dt); g = np.ones(9, dt)
+    m = np.zeros(9, dt); v = np.zeros(9, dt)
+    O.adam(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 0.01, 1, True)
+    O.sgd(p, g, m, 0.1, 0.9, 0.0, True, 0.0, True)
+    O.rmsprop(p, g, v, m, m.copy(), 0.1, 0.99, 1e-8, 0.9, True, 0.0)
+    assert np.isfinite(p).all() and p.dtype == dt
+    out = np.empty(9, dt)
+    E.ew_add(p, p[:1], out)
+    np.testing.assert_allclose(out, p + p[0])
+    assert E.all_finite(out) and not E.all_finite(np.array([np.nan], dt))
+    assert abs(E.sum_all(p) - p.astype(np.float64).sum()) < 1e-5
+"""
 
 
 @pytest.mark.nojit
