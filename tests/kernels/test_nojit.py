@@ -80,7 +80,8 @@ for dt in (np.float32, np.float64):
     m = np.zeros(9, dt); v = np.zeros(9, dt)
     O.adam(p, g, m, v, 0.1, 0.9, 0.999, 1e-8, 0.01, 1, True)
     O.sgd(p, g, m, 0.1, 0.9, 0.0, True, 0.0, True)
-    O.rmsprop(p, g, v, m, m.copy(), 0.1, 0.99, 1e-8, 0.9, True, 0.0)
+    z = np.zeros(9, dt)
+    O.rmsprop(p, g, z.copy(), z.copy(), z.copy(), 0.1, 0.99, 1e-8, 0.9, True, 0.0)
     assert np.isfinite(p).all() and p.dtype == dt
     out = np.empty(9, dt)
     E.ew_add(p, p[:1], out)
