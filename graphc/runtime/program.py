@@ -78,7 +78,17 @@ class Program:
             self.train_graph = build_training(graph, graph.outputs[loss], optimizer,
                                               weight_decay, clip_norm)
             self.train_graph.outputs = {"loss": self.train_graph.outputs[loss]}
-        self.eval_graph = graph
+        self.eval_graph = graph.copy()
+        self.task = None
+        if loss is not None:
+            lnode = graph.node(graph.outputs[loss])
+            if lnode.op in ("softmax_cross_entropy", "binary_cross_entropy"):
+                # Accuracy needs the logits and the labels the loss compares them with.
+                logits, labels = graph.inputs(graph.outputs[loss])
+                self.eval_graph.outputs["__logits"] = logits
+                self.task = (lnode.op, graph.node(labels).get("name"),
+                             graph.node(labels).dtype)
+        self.weight_decay, self.clip_norm = weight_decay, clip_norm
         full = self.train_graph or graph
 
         params = {n: full.node(i) for n, i in sorted(full.by_name("parameter").items())}
@@ -161,6 +171,102 @@ class Program:
             if self._impl is not None:
                 return self._impl.step(checked, batch, self.lr(), self.step_count)
             return self._reference_step(checked)
+
+    def run_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, batch_size: int,
+                  losses: np.ndarray) -> int:
+        """Steps over ``feeds`` in minibatches by ``perm``; returns how many ran."""
+        with self._lock:
+            step0 = self.step_count
+            if self._impl is not None:
+                done = self._impl.fit_epoch(feeds, perm, batch_size, self.lr(), step0, losses)
+            else:
+                done = 0
+                for start in range(0, perm.size, batch_size):
+                    idx = perm[start:start + batch_size]
+                    self.step_count += 1
+                    losses[done] = self._reference_step({k: v[idx] for k, v in feeds.items()})
+                    done += 1
+                    if not np.isfinite(losses[done - 1]):
+                        break
+            self.step_count = step0 + done
+            return done
+
+    def fit(self, data, epochs: int = 1, batch_size: int = 32, validation=None,
+            shuffle: bool = True, seed: int | None = None, patience: int | None = None,
+            progress: bool = True, callbacks=None, on_nan: str = "stop"):
+        """Train for ``epochs`` (one native call per epoch); returns a :class:`History`.
+
+        ``data`` is a dict of feeds (or a Dataset with ``x``/``y``); ``validation``
+        likewise.  With ``patience``, training stops when the validation loss has
+        not improved for that many epochs and the best epoch's weights are restored.
+        """
+        from graphc.runtime.fit import fit
+
+        return fit(self, data, epochs, batch_size, validation, shuffle, seed, patience,
+                   progress, callbacks, on_nan)
+
+    def evaluate_checked(self, feeds: dict[str, np.ndarray]) -> tuple[float, float]:
+        """(loss, accuracy) on validated feeds; accuracy is NaN for regression losses."""
+        batch = next((a.shape[0] for a in feeds.values() if a.ndim), 0)
+        with self._lock:
+            if self._impl is not None:
+                loss, outs = self._impl.evaluate(feeds, batch)
+            else:
+                outs = reference.run(self.eval_graph, feeds, self.arena.views, self.dtype.name)
+                loss = float(outs[self.loss_name])
+        acc = float("nan")
+        if self.task is not None and batch:
+            kind, labels, ldtype = self.task
+            logits, y = outs["__logits"], feeds[labels]
+            if kind == "softmax_cross_entropy":
+                truth = y if y.ndim == 1 else y.argmax(axis=1)
+                acc = float((logits.argmax(axis=1) == truth).mean())
+            else:
+                acc = float(((logits > 0) == (y > 0.5)).mean())
+        return loss, acc
+
+    def evaluate(self, data) -> dict[str, float]:
+        """Loss (and accuracy for classification losses) on ``data``, without training."""
+        from graphc.runtime.fit import _data_dict
+
+        if self.loss_name is None:
+            raise GraphError("evaluate needs a program compiled with a loss")
+        feeds, _ = self.feed_spec.validate(_data_dict(data), self.dtype,
+                                           set(self.eval_graph.by_name("input")))
+        loss, acc = self.evaluate_checked(feeds)
+        return {"loss": loss} if np.isnan(acc) else {"loss": loss, "accuracy": acc}
+
+    def predict(self, x, output: str | None = None, batch_size: int = 4096) -> np.ndarray:
+        """The (first, or named) output for input array ``x``, in batches."""
+        outs = list(self.forward_graph.outputs)
+        if not outs:
+            raise GraphError("this program has no outputs to predict: pass outputs={...}")
+        name = output or outs[0]
+        feeds = x if isinstance(x, Mapping) else {self._single_input(): x}
+        first = next(iter(feeds.values()))
+        n = len(first)
+        parts = [self.run({k: v[i:i + batch_size] for k, v in feeds.items()})[name]
+                 for i in range(0, max(n, 1), batch_size)]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _single_input(self) -> str:
+        names = sorted(self._forward_inputs)
+        if len(names) != 1:
+            raise FeedError(f"this program takes several inputs ({', '.join(names)}): pass a dict")
+        return names[0]
+
+    def save(self, path) -> None:
+        """Write the model (graph, parameters, optimizer state) to one ``.gcm`` file."""
+        from graphc.io import save_program
+
+        save_program(self, path)
+
+    def summary(self) -> str:
+        from graphc.runtime.summary import summary
+
+        text = summary(self)
+        print(text)
+        return text
 
     def _reference_step(self, feeds: dict[str, np.ndarray]) -> float:
         g = self.train_graph

@@ -1,0 +1,189 @@
+"""The compiled backend: optimise, generate, load, and call one native function per step.
+
+``CompiledImpl`` owns the generated module and one workspace array per batch
+size (allocated on first use of that size, then reused: a steady-state step
+allocates nothing).  Feeds arrive already validated by the Program.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numba
+import numpy as np
+
+import graphc
+from graphc.codegen import cache
+from graphc.codegen.module import (
+    build_layout,
+    entry_source,
+    fit_source,
+    module_source,
+    source_key,
+)
+from graphc.errors import CompileError, FeedError, NumericsError
+from graphc.ir.graph import Graph
+
+
+def _optimize(graph: Graph, verify: bool, guard: bool):
+    from graphc.passes import optimize
+
+    return optimize(graph, verify=verify, guard=guard)
+
+
+def host_fingerprint() -> str:
+    import llvmlite.binding as llvm
+
+    return "|".join([graphc.__version__, numba.__version__, llvm.get_host_cpu_name(),
+                     llvm.get_host_cpu_features().flatten()])
+
+
+class Entry:
+    """One generated entry point with its graph, layout and feed order."""
+
+    def __init__(self, name: str, graph: Graph, report, feeds: list[str], returns: int | None):
+        self.name = name
+        self.graph = graph
+        self.report = report
+        self.plan = graph.meta["memory_plan"]
+        self.feeds = feeds
+        self.returns = returns
+        self.layout = None
+        self.emitter = None
+        self.fn = None
+        self.workspaces: dict[int, np.ndarray] = {}
+
+    def workspace(self, n: int, dtype: np.dtype) -> np.ndarray:
+        ws = self.workspaces.get(n)
+        if ws is None:
+            elems = self.layout.offsets(n)[-1]
+            try:
+                ws = np.empty(max(elems, 1), dtype=dtype)
+            except (MemoryError, ValueError) as e:
+                raise FeedError(f"batch size {n} needs a {elems * dtype.itemsize / 2**30:.1f} GiB "
+                                f"workspace, which cannot be allocated ({e})") from None
+            self.workspaces[n] = ws
+        return ws
+
+
+class CompiledImpl:
+    def __init__(self, program) -> None:
+        t0 = time.perf_counter()
+        self.program = program
+        opts = program.options
+        self.check_numerics = opts["check_numerics"]
+        arena = program.arena.offsets
+        self.entries: dict[str, Entry] = {}
+        specs = [("forward", program.forward_graph, None)]
+        if program.loss_name is not None:
+            specs.append(("evaluate", program.eval_graph, program.loss_name))
+        if program.train_graph is not None:
+            specs.insert(0, ("train_step", program.train_graph, "loss"))
+        sources = []
+        for name, graph, ret in specs:
+            opt, report = _optimize(graph, opts["verify"], opts["check_passes"])
+            feeds = sorted(opt.by_name("input"))
+            e = Entry(name, opt, report, feeds, opt.outputs[ret] if ret else None)
+            e.layout = build_layout(opt, e.plan, arena)
+            self.entries[name] = e
+        self.t_optimize = time.perf_counter() - t0
+        sources = []
+        for e in self.entries.values():
+            src, em = entry_source(e.name, e.graph, e.plan, e.layout, e.feeds, e.returns,
+                                   self.check_numerics, True)
+            e.emitter = em
+            sources.append(src)
+        if "train_step" in self.entries:
+            sources.append(fit_source(self.entries["train_step"].feeds, True))
+        summary = f"entries: {', '.join(self.entries)}; dtype {program.dtype.name}"
+        self.source = module_source(sources, graphc.__version__, summary)
+        self.key = source_key(self.source, host_fingerprint())
+        t1 = time.perf_counter()
+        try:
+            self.module, self.path, self.on_disk = cache.load(self.source, self.key)
+        except Exception as e:  # a generator bug must not look like a user error
+            raise CompileError(f"loading the generated module failed: {e}") from e
+        for e in self.entries.values():
+            e.fn = getattr(self.module, e.name)
+        self.t_load = time.perf_counter() - t1
+        self.t_compile_native = 0.0
+        self._gather: dict = {}
+
+    # --- calls ----------------------------------------------------------------------
+    def _call(self, e: Entry, feeds: dict[str, np.ndarray], n: int, lr: float, step: int) -> float:
+        ws = e.workspace(n, self.program.dtype)
+        args = [feeds[f] for f in e.feeds]
+        if self.check_numerics:
+            status = e.layout.offsets(n)[e.layout.slot_of["status"]]
+            ws[status] = 0
+        if not getattr(e.fn, "signatures", True):  # first call compiles (or loads the cache)
+            t0 = time.perf_counter()
+            out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
+            self.t_compile_native += time.perf_counter() - t0
+        else:
+            out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
+        if self.check_numerics and ws[status] != 0:
+            self._numerics_error(e, int(ws[status]) - 1, step)
+        return out
+
+    def fit_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int, lr: float,
+                  step0: int, losses: np.ndarray) -> int:
+        """Run every minibatch of one epoch natively; returns the number of steps taken."""
+        e = self.entries["train_step"]
+        ws = e.workspace(bs, self.program.dtype)
+        srcs = [feeds[f] for f in e.feeds]
+        key = (bs, tuple((a.shape[1:], a.dtype) for a in srcs))
+        bufs = self._gather.get(key)
+        if bufs is None:
+            bufs = [np.empty((bs, *a.shape[1:]), dtype=a.dtype) for a in srcs]
+            self._gather = {key: bufs}
+        fn = self.module.fit_loop
+        arena = self.program.arena.data
+        if self.check_numerics:
+            # Numerics checking needs the status word after every step: drive from Python.
+            total = perm.size
+            for b in range((total + bs - 1) // bs):
+                idx = perm[b * bs:(b + 1) * bs]
+                batch = {f: feeds[f][idx] for f in e.feeds}
+                losses[b] = self._call(e, batch, idx.size, lr, step0 + b + 1)
+            return (total + bs - 1) // bs
+        return int(fn(arena, ws, bs, lr, step0, perm, losses, *srcs, *bufs))
+
+    def _numerics_error(self, e: Entry, nid: int, step: int) -> None:
+        node = e.graph.node(nid)
+        where = f" at {node.loc}" if node.loc else ""
+        label = node.get("name") or node.get("act") or ""
+        raise NumericsError(f"non-finite value produced by {node.op} {label}{where} in "
+                            f"{e.name} (step {step}); its inputs: "
+                            f"{', '.join(e.graph.node(i).op for i in e.graph.inputs(nid))}")
+
+    def step(self, feeds: dict[str, np.ndarray], n: int, lr: float, step: int) -> float:
+        e = self.entries["train_step"]
+        return float(self._call(e, feeds, n, lr, step))
+
+    def evaluate(self, feeds: dict[str, np.ndarray], n: int) -> tuple[float, dict]:
+        e = self.entries["evaluate"]
+        loss = float(self._call(e, feeds, n, 0.0, 0))
+        return loss, self.read_outputs(e, feeds, n)
+
+    def run(self, feeds: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        e = self.entries["forward"]
+        self._call(e, feeds, n, 0.0, 0)
+        return self.read_outputs(e, feeds, n)
+
+    def read_outputs(self, e: Entry, feeds, n: int) -> dict[str, np.ndarray]:
+        ws = e.workspaces[n]
+        offs = e.layout.offsets(n)
+        out = {}
+        for name, nid in e.graph.outputs.items():
+            node = e.graph.node(nid)
+            shape = tuple(n if d is None else d for d in node.shape)
+            if node.op == "input":
+                out[name] = feeds[node.get("name")].copy()
+            elif node.op == "parameter":
+                out[name] = self.program.arena.views[node.get("name")].copy()
+            else:
+                off = offs[e.layout.slot_of[nid]]
+                size = int(np.prod(shape, dtype=np.int64))
+                out[name] = ws[off:off + size].reshape(shape).copy()
+        return out

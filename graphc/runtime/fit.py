@@ -1,0 +1,153 @@
+"""``Program.fit``: whole training runs, one native call per epoch.
+
+Each epoch: a seeded permutation (NumPy's ``default_rng(seed + epoch)``), then
+the compiled ``fit_loop`` gathers every minibatch and runs every step inside
+one native call, recording each step's loss.  Between epochs, in Python:
+validation, early stopping, the progress bar and callbacks.
+
+A non-finite loss is handled by ``on_nan``: ``"stop"`` (default) restores the
+weights from before the failing step -- the epoch is replayed from its start
+snapshot up to that step, which is exact because steps are deterministic --
+and ends training; ``"raise"`` does the same and raises ``NumericsError``;
+``"continue"`` carries on.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphc.errors import FeedError, GraphError, NumericsError
+
+
+@dataclass
+class History:
+    """Per-epoch records of a ``fit`` run."""
+
+    epochs: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    samples_per_s: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+    stop_reason: str = ""
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in vars(self).items()}
+
+
+def _data_dict(data) -> dict[str, np.ndarray]:
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return {"x": data.x, "y": data.y}
+    if isinstance(data, Mapping):
+        return dict(data)
+    raise FeedError(f"fit data must be a dict of name -> array or a Dataset, got "
+                    f"{type(data).__name__}")
+
+
+def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
+        shuffle: bool = True, seed: int | None = None, patience: int | None = None,
+        progress: bool = True, callbacks: list[Callable] | None = None,
+        on_nan: str = "stop") -> History:
+    if program.train_graph is None:
+        raise GraphError("fit needs a training program: gc.compile(loss=..., optimizer=...)")
+    if not isinstance(epochs, int) or epochs < 0:
+        raise GraphError(f"epochs must be a non-negative int, got {epochs!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise GraphError(f"batch_size must be a positive int, got {batch_size!r}")
+    if on_nan not in ("stop", "raise", "continue"):
+        raise GraphError(f"on_nan must be 'stop', 'raise' or 'continue', got {on_nan!r}")
+    if patience is not None and validation is None:
+        raise GraphError("early stopping (patience=...) needs validation data")
+    feeds, total = program.feed_spec.validate(_data_dict(data), program.dtype)
+    for name, arr in feeds.items():
+        if program.feed_spec.inputs[name][0][:1] != (None,):
+            raise FeedError(f"fit: feed {name!r} has no batch dimension to iterate over")
+    val = None
+    if validation is not None:
+        val, _ = program.feed_spec.validate(_data_dict(validation), program.dtype)
+    history = History()
+    seed = program.seed if seed is None else seed
+    best = (np.inf, None)
+    bad_epochs = 0
+    steps_per_epoch = -(-total // batch_size) if total else 0
+    losses = np.zeros(max(steps_per_epoch, 1))
+    bar = _progress(progress, epochs, steps_per_epoch)
+    try:
+        for epoch in range(epochs):
+            program.epoch = epoch
+            perm = (np.random.default_rng(seed + epoch).permutation(total) if shuffle
+                    else np.arange(total)).astype(np.int64)
+            snapshot = program.arena.data.copy() if on_nan != "continue" else None
+            t0 = time.perf_counter()
+            done = program.run_epoch(feeds, perm, batch_size, losses)
+            dt = time.perf_counter() - t0
+            finite = np.isfinite(losses[:done])
+            if done and not finite[-1] and on_nan != "continue":
+                bad = done - 1
+                program.arena.data[...] = snapshot
+                program.step_count -= done
+                if bad:
+                    program.run_epoch(feeds, perm[:bad * batch_size], batch_size, losses)
+                msg = (f"loss became non-finite at epoch {epoch}, step {bad + 1}; "
+                       "weights restored to before that step")
+                history.stopped_early, history.stop_reason = True, msg
+                if on_nan == "raise":
+                    raise NumericsError(msg)
+                break
+            sizes = np.full(done, batch_size, dtype=np.float64)
+            if done:
+                sizes[-1] = total - batch_size * (done - 1)
+            epoch_loss = float((losses[:done] * sizes).sum() / max(total, 1))
+            history.epochs.append(epoch)
+            history.loss.append(epoch_loss)
+            history.samples_per_s.append(total / dt if dt > 0 else float("inf"))
+            post = {"loss": f"{epoch_loss:.4f}", "samples/s": f"{total / max(dt, 1e-9):,.0f}"}
+            if val is not None:
+                vl, va = program.evaluate_checked(val)
+                history.val_loss.append(vl)
+                history.val_accuracy.append(va)
+                post["val_loss"] = f"{vl:.4f}"
+                if not np.isnan(va):
+                    post["val_acc"] = f"{va:.4f}"
+                if vl < best[0]:
+                    best = (vl, program.arena.data.copy())
+                    history.best_epoch = epoch
+                    bad_epochs = 0
+                else:
+                    bad_epochs += 1
+            if bar is not None:
+                bar.set_postfix(post, refresh=False)
+                bar.update(1)
+            for cb in callbacks or []:
+                if cb(epoch, history) is False:
+                    history.stopped_early, history.stop_reason = True, f"callback stopped at epoch {epoch}"
+                    break
+            if history.stopped_early:
+                break
+            if patience is not None and bad_epochs >= patience:
+                history.stopped_early = True
+                history.stop_reason = (f"validation loss did not improve for {patience} epochs; "
+                                       f"restored epoch {history.best_epoch}")
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    if patience is not None and best[1] is not None:
+        program.arena.data[...] = best[1]
+    return history
+
+
+def _progress(progress: bool, epochs: int, steps: int):
+    if not progress or not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=epochs, unit="epoch", desc="fit", leave=True)
