@@ -65,7 +65,7 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
     if patience is not None and validation is None:
         raise GraphError("early stopping (patience=...) needs validation data")
     feeds, total = program.feed_spec.validate(_data_dict(data), program.dtype)
-    for name, arr in feeds.items():
+    for name in feeds:
         if program.feed_spec.inputs[name][0][:1] != (None,):
             raise FeedError(f"fit: feed {name!r} has no batch dimension to iterate over")
     val = None
