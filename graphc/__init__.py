@@ -7,7 +7,7 @@ This module only re-exports the public API.
 
 __version__ = "0.1.0"
 
-from graphc import optim  # noqa: E402
+from graphc import data, optim  # noqa: E402
 from graphc.errors import (  # noqa: E402
     CacheError,
     CompileError,
@@ -22,6 +22,7 @@ from graphc.errors import (  # noqa: E402
     VerifyError,
 )
 from graphc.frontends.api import compile, function  # noqa: E402
+from graphc.io import load_program as load  # noqa: E402
 from graphc.frontends.symbolic import (  # noqa: E402
     Tensor,
     activation,
@@ -59,7 +60,7 @@ from graphc.frontends.symbolic import (  # noqa: E402
 __all__ = [
     "CacheError", "CompileError", "DataError", "FeedError", "GradError", "GraphError",
     "GraphcError", "ModelFileError", "NumericsError", "ShapeError", "Tensor", "VerifyError",
-    "activation", "add", "binary_cross_entropy", "compile", "constant", "dense", "elu",
+    "activation", "add", "data", "load", "binary_cross_entropy", "compile", "constant", "dense", "elu",
     "function", "grad", "identity", "input", "l2", "leaky_relu", "log_softmax", "mae",
     "matmul", "mean", "mse", "mul", "neg", "optim", "parameter", "prelu", "quantile", "relu",
     "sigmoid", "softmax", "softmax_cross_entropy", "softplus", "sub", "sum", "tanh",

@@ -541,3 +541,68 @@ def _read_array(
     if actual != e["sha256"]:
         raise fail(f"{where}: checksum mismatch: declared sha256 {e['sha256']}, data hashes to {actual}")
     return arr
+
+
+# --- programs ---------------------------------------------------------------------------
+
+PROGRAM_KIND = "graphc-program"
+
+
+def save_program(program: Any, path: str | os.PathLike[str]) -> None:
+    """Save a Program: its input graph, options, parameters, optimizer state and step."""
+    from graphc.ir.printer import to_json_data
+    from graphc.optim import to_config
+
+    meta = {
+        "kind": PROGRAM_KIND,
+        "graph": to_json_data(program.eval_graph_user),
+        "loss": program.loss_name,
+        "optimizer": to_config(program.optimizer) if program.optimizer is not None else None,
+        "weight_decay": program.weight_decay,
+        "clip_norm": program.clip_norm,
+        "dtype": program.dtype.name,
+        "seed": program.seed,
+        "step_count": program.step_count,
+        "epoch": program.epoch,
+    }
+    arrays = {name: view for name, view in program.arena.views.items()}
+    save_model(path, meta, arrays)
+
+
+def load_program(path: str | os.PathLike[str], backend: str = "compiled") -> Any:
+    """Load a model saved by ``Program.save``; it resumes training exactly where it stopped."""
+    from graphc.errors import GraphcError
+    from graphc.ir.printer import from_json
+    from graphc.optim import from_config
+    from graphc.runtime.program import Program
+
+    meta, arrays = load_model(path)
+    p = Path(path)
+    if meta.get("kind") != PROGRAM_KIND:
+        raise ModelFileError(f"{p}: not a graphc program file (kind {meta.get('kind')!r})")
+    try:
+        graph = from_json(meta["graph"])
+        program = Program(
+            graph, loss=meta["loss"],
+            optimizer=from_config(meta["optimizer"]) if meta["optimizer"] else None,
+            weight_decay=meta["weight_decay"], clip_norm=meta["clip_norm"],
+            dtype=meta["dtype"], seed=meta["seed"], backend=backend)
+    except (KeyError, TypeError, ValueError, GraphcError) as e:
+        if isinstance(e, ModelFileError):
+            raise
+        raise ModelFileError(f"{p}: invalid program description ({type(e).__name__}: {e})") from None
+    expected = {n: v.shape for n, v in program.arena.views.items()}
+    if set(arrays) != set(expected):
+        missing = sorted(set(expected) - set(arrays))
+        extra = sorted(set(arrays) - set(expected))
+        raise ModelFileError(f"{p}: arrays do not match the graph (missing {missing}, "
+                             f"unexpected {extra})")
+    for name, shape in expected.items():
+        arr = arrays[name]
+        if arr.shape != shape or arr.dtype != program.dtype:
+            raise ModelFileError(f"{p}: array {name!r} is {arr.dtype}{list(arr.shape)}, the graph "
+                                 f"needs {program.dtype}{list(shape)}")
+        program.arena.views[name][...] = arr
+    program.step_count = int(meta["step_count"])
+    program.epoch = int(meta["epoch"])
+    return program

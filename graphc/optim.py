@@ -147,3 +147,31 @@ def get_optimizer(spec: str | Optimizer, lr: float | None = None) -> Optimizer:
     except KeyError:
         raise GraphError(f"unknown optimizer {spec!r}; valid: {', '.join(OPTIMIZERS)}") from None
     return cls() if lr is None else cls(lr=lr)
+
+
+SCHEDULES = {"StepLR": StepLR, "ExponentialLR": ExponentialLR, "CosineLR": CosineLR}
+
+
+def to_config(opt: Optimizer) -> dict:
+    """A JSON-able description of ``opt`` (for model files)."""
+    args = dict(vars(opt))
+    if isinstance(opt.lr, Schedule):
+        args["lr"] = {"schedule": type(opt.lr).__name__, **vars(opt.lr)}
+    if "betas" in args:
+        args["betas"] = list(args["betas"])
+    return {"class": type(opt).__name__, "args": args}
+
+
+def from_config(cfg: dict) -> Optimizer:
+    classes = {c.__name__: c for c in OPTIMIZERS.values()}
+    try:
+        cls = classes[cfg["class"]]
+        args = dict(cfg["args"])
+        if isinstance(args.get("lr"), dict):
+            lr = dict(args["lr"])
+            args["lr"] = SCHEDULES[lr.pop("schedule")](**lr)
+        if "betas" in args:
+            args["betas"] = tuple(args["betas"])
+        return cls(**args)
+    except (KeyError, TypeError) as e:
+        raise GraphError(f"invalid optimizer description {cfg!r}: {e}") from None

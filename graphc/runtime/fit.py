@@ -79,8 +79,10 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
     losses = np.zeros(max(steps_per_epoch, 1))
     bar = _progress(progress, epochs, steps_per_epoch)
     try:
-        for epoch in range(epochs):
-            program.epoch = epoch
+        for _ in range(epochs):
+            # Epochs count on from earlier fits (and loaded models), so schedules and
+            # shuffling resume where they stopped.
+            epoch = program.epoch
             perm = (np.random.default_rng(seed + epoch).permutation(total) if shuffle
                     else np.arange(total)).astype(np.int64)
             snapshot = program.arena.data.copy() if on_nan != "continue" else None
@@ -104,6 +106,7 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
             if done:
                 sizes[-1] = total - batch_size * (done - 1)
             epoch_loss = float((losses[:done] * sizes).sum() / max(total, 1))
+            program.epoch += 1
             history.epochs.append(epoch)
             history.loss.append(epoch_loss)
             history.samples_per_s.append(total / dt if dt > 0 else float("inf"))

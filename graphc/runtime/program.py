@@ -78,6 +78,7 @@ class Program:
             self.train_graph = build_training(graph, graph.outputs[loss], optimizer,
                                               weight_decay, clip_norm)
             self.train_graph.outputs = {"loss": self.train_graph.outputs[loss]}
+        self.eval_graph_user = graph
         self.eval_graph = graph.copy()
         self.task = None
         if loss is not None:
