@@ -107,6 +107,7 @@ class Emitter:
         self.feeds = feeds
         self.check_numerics = check_numerics
         self.lines: list[str] = []
+        self.decls: list[str] = []  # every view declaration, for per-node profiling functions
         self.var: dict[int, str] = {}
         self.shape: dict[int, tuple] = {}
         self.skip: set[int] = set()
@@ -183,8 +184,9 @@ class Emitter:
         slot = self.layout.slot_of[n]
         name = f"v{n}"
         shape = node.shape if node.shape != () else (1,)
-        self.lines.append(f"    {name} = ws[o{slot}:o{slot} + {_size(shape)}]"
-                          f".reshape({_tuple(_dims(shape))})")
+        decl = f"    {name} = ws[o{slot}:o{slot} + {_size(shape)}].reshape({_tuple(_dims(shape))})"
+        self.lines.append(decl)
+        self.decls.append(decl)
         self.var[n] = name
         self.shape[n] = shape
         return name
@@ -255,7 +257,9 @@ class Emitter:
         shape = shape if shape != () else (1,)
         size = math.prod(shape)
         var = f"p{n}"
-        self.lines.append(f"    {var} = arena[{off}:{off + size}].reshape({_tuple(_dims(shape))})")
+        decl = f"    {var} = arena[{off}:{off + size}].reshape({_tuple(_dims(shape))})"
+        self.lines.append(decl)
+        self.decls.append(decl)
         self.var[n] = var
         self.shape[n] = shape
 

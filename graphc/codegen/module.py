@@ -53,20 +53,25 @@ def build_layout(g: Graph, plan, arena: dict[str, tuple[int, tuple]]) -> Layout:
     return Layout(arena=arena, slot_sizes=slot_sizes, slot_of=slot_of)
 
 
-def entry_source(name: str, g: Graph, plan, layout: Layout, feeds: list[str],
-                 returns: int | None, check_numerics: bool, cache: bool) -> tuple[str, Emitter]:
-    em = Emitter(g, plan.schedule, layout, feeds, check_numerics)
-    body = em.emit()
-    args = ", ".join(["arena", "ws", "n", "lr", "step", *(f"f_{i}" for i in range(len(feeds)))])
+def _prologue(name: str, layout: Layout, nfeeds: int, cache: bool) -> list[str]:
+    """Signature, empty placeholders and the workspace offsets for batch size n."""
+    args = ", ".join(["arena", "ws", "n", "lr", "step", *(f"f_{i}" for i in range(nfeeds))])
     lines = [f"@njit(cache={cache}, nogil=True, fastmath=FASTMATH)", f"def {name}({args}):",
-             "    E1 = arena[0:0]", "    E2 = arena[0:0].reshape((0, 0))"]
-    lines.append("    o0 = 0")
+             "    E1 = arena[0:0]", "    E2 = arena[0:0].reshape((0, 0))", "    o0 = 0"]
     for s, sizes in enumerate(layout.slot_sizes):
         terms = [(f"{a} * n + {b}" if a else str(b)) for a, b in sizes] or ["0"]
         size = terms[0] if len(terms) == 1 else f"max({', '.join(terms)})"
         lines.append(f"    o{s + 1} = o{s} + (({size} + {ALIGN - 1}) // {ALIGN}) * {ALIGN}")
     st = layout.slot_of["status"]
     lines.append(f"    status = ws[o{st}:o{st} + 1]")
+    return lines
+
+
+def entry_source(name: str, g: Graph, plan, layout: Layout, feeds: list[str],
+                 returns: int | None, check_numerics: bool, cache: bool) -> tuple[str, Emitter]:
+    em = Emitter(g, plan.schedule, layout, feeds, check_numerics)
+    body = em.emit()
+    lines = _prologue(name, layout, len(feeds), cache)
     lines.extend(body)
     lines.append(f"    return {em.var[returns]}[0]" if returns is not None else "    return 0.0")
     return "\n".join(lines) + "\n", em
@@ -107,3 +112,21 @@ def fit_source(feeds: list[str], cache: bool) -> str:
               "            return b + 1",
               "    return nb"]
     return "\n".join(lines) + "\n"
+
+
+def profile_source(em: Emitter, layout: Layout, nfeeds: int) -> tuple[str, list[int]]:
+    """One function per node (``node_<id>``) for timing each kernel on its own.
+
+    Each declares every view of the entry (cheap) and then runs one node's kernels,
+    so a Python driver can call them in schedule order and time each call.
+    """
+    funcs, ids = [], []
+    decls = set(em.decls)
+    for n, lines in em.node_lines.items():
+        work = [ln for ln in lines if ln not in decls and not ln.lstrip().startswith("#")]
+        if not work:
+            continue
+        body = _prologue(f"node_{n}", layout, nfeeds, True) + em.decls + work + ["    return 0.0"]
+        funcs.append("\n".join(body) + "\n")
+        ids.append(n)
+    return "\n\n".join(funcs), ids

@@ -262,6 +262,13 @@ class Program:
 
         save_program(self, path)
 
+    def profile(self, feeds: Mapping[str, np.ndarray], repeat: int = 50):
+        """Per-kernel timing of the compiled step (on a copy of the parameters)."""
+        from graphc.runtime.profile import profile
+
+        with self._lock:
+            return profile(self, feeds, repeat)
+
     def summary(self) -> str:
         from graphc.runtime.summary import summary
 
