@@ -1,0 +1,207 @@
+"""Memory planning: a schedule, liveness over it, and buffer slots shared by lifetime.
+
+This is an analysis, not a rewrite: :func:`plan_memory` returns a
+:class:`MemoryPlan` that :func:`graphc.passes.optimize` stores as
+``graph.meta["memory_plan"]``.  The code generator carves every slot out of
+one workspace array per batch size, so a steady-state step allocates
+nothing.
+
+Algorithm.
+
+1. *Schedule*: Kahn's topological sort (smallest node id first among ready
+   nodes, so it is deterministic and close to program order), with extra
+   edges from every reader of a parameter to that parameter's ``update``
+   node: updates write the parameter in place, so they must run after its
+   last read (e.g. the ``dense_bwd`` that still needs W for dx).
+2. *Buffers*: every node except input/parameter (fed or in the parameter
+   arena), constant (literals in the generated code), update (no output) and
+   tuple-valued fused nodes (their ``getitem`` nodes are the buffers).  A
+   ``getitem`` is written when its tuple's producer runs, so its lifetime
+   starts at the producer's step.  Scratch buffers are planned too: the dz
+   of a ``dense_bwd`` with an activation (key ``(node, "dz")``), and any
+   tuple element without a ``getitem`` reader (key ``(node, "item<k>")``);
+   they live for their node's step only.
+3. *Liveness*: a value lives from the step that writes it to the last step
+   that reads it, both included (a node's inputs and outputs are live at
+   the same time: no kernel computes in place); graph outputs live past the
+   last step.
+4. *Sizes*: a shape has at most one batch dimension (None), so a buffer's
+   element count is ``a*N + b``; a slot's size is the max over its values.
+5. *Slots*: linear scan in order of first step; a value takes the free slot
+   (all occupants dead) whose size at a reference batch is closest to its
+   own, preferring slots that need not grow (greedy best fit), else a new
+   slot.  Two values whose lifetimes overlap never share a slot.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from graphc.ir.graph import Graph
+from graphc.ir.node import TUPLE, shape_str
+
+NO_BUFFER = {"input", "parameter", "constant", "update"}
+REF_BATCH = 256  # batch size at which best fit compares slot sizes
+Size = tuple[int, int]  # elements = a * N + b
+
+
+def elems(shape: tuple) -> Size:
+    """(a, b) with element count a*N + b for batch size N."""
+    if sum(d is None for d in shape) > 1:
+        raise ValueError(f"shape {shape_str(shape)} has more than one batch dimension")
+    prod = 1
+    for d in shape:
+        prod *= 1 if d is None else d
+    return (prod, 0) if None in shape else (0, prod)
+
+
+@dataclass
+class MemoryPlan:
+    schedule: list[int]  # every node id, in execution order
+    slot_of: dict[int, int]  # value (node id) -> slot
+    slot_sizes: list[list[Size]]  # per slot: the (a, b) sizes of the values it holds
+    scratch_of: dict[tuple[int, str], int] = field(default_factory=dict)  # (node, what) -> slot
+    live: dict = field(default_factory=dict)  # value or scratch key -> (first step, last step)
+    size_of: dict = field(default_factory=dict)  # value or scratch key -> (a, b)
+
+    @property
+    def num_slots(self) -> int:
+        return len(self.slot_sizes)
+
+    def slot_elems(self, slot: int, n: int) -> int:
+        """Elements slot ``slot`` needs at batch size ``n``."""
+        return max((a * n + b for a, b in self.slot_sizes[slot]), default=0)
+
+    def peak_bytes(self, n: int, itemsize: int) -> int:
+        """Bytes of the workspace at batch size ``n``: the sum of every slot's size."""
+        return sum(self.slot_elems(s, n) for s in range(self.num_slots)) * itemsize
+
+    def total_bytes_unshared(self, n: int, itemsize: int) -> int:
+        """Bytes if every buffer had its own memory (what sharing saves against)."""
+        return sum(a * n + b for a, b in self.size_of.values()) * itemsize
+
+    def live_bytes_max(self, n: int, itemsize: int) -> int:
+        """Max over steps of the bytes live at once: a lower bound for any slot assignment."""
+        events: dict[int, int] = {}
+        for key, (lo, hi) in self.live.items():
+            a, b = self.size_of[key]
+            events[lo] = events.get(lo, 0) + a * n + b
+            events[hi + 1] = events.get(hi + 1, 0) - (a * n + b)
+        cur = best = 0
+        for step in sorted(events):
+            cur += events[step]
+            best = max(best, cur)
+        return best * itemsize
+
+    def offsets(self, n: int, align: int = 16) -> tuple[list[int], int]:
+        """Element offset of each slot in one workspace at batch ``n`` (aligned) and its length."""
+        out, pos = [], 0
+        for s in range(self.num_slots):
+            out.append(pos)
+            pos += -(-self.slot_elems(s, n) // align) * align
+        return out, pos
+
+    def to_text(self, n: int = 1, itemsize: int = 4) -> str:
+        return (f"{len(self.size_of)} buffers in {self.num_slots} slots; at batch {n}: "
+                f"workspace {self.peak_bytes(n, itemsize)} B (unshared "
+                f"{self.total_bytes_unshared(n, itemsize)} B, live peak "
+                f"{self.live_bytes_max(n, itemsize)} B)")
+
+
+def schedule(g: Graph) -> list[int]:
+    """Topological order in which each update follows every other reader of its parameter."""
+    preds: dict[int, set[int]] = {n: set(g.inputs(n)) for n in g.nodes}
+    for uid in g.updates.values():
+        param = g.inputs(uid)[0]
+        preds[uid] |= {r for r in g.users(param) if r != uid}
+    succs: dict[int, list[int]] = {n: [] for n in preds}
+    for n, ps in preds.items():
+        for p in ps:
+            succs[p].append(n)
+    indeg = {n: len(ps) for n, ps in preds.items()}
+    ready = [n for n, k in indeg.items() if k == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        n = heapq.heappop(ready)
+        order.append(n)
+        for s in succs[n]:
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                heapq.heappush(ready, s)
+    if len(order) != len(preds):
+        raise ValueError("cannot schedule: the graph (with update ordering) has a cycle")
+    return order
+
+
+def _needs_buffer(g: Graph, n: int) -> bool:
+    node = g.node(n)
+    return node.op not in NO_BUFFER and node.dtype != TUPLE
+
+
+def lifetimes(g: Graph, order: list[int]) -> tuple[dict, dict]:
+    """(live, size_of) for every buffer and scratch buffer over the schedule ``order``."""
+    pos = {n: i for i, n in enumerate(order)}
+    end = len(order)
+    outputs = set(g.outputs.values())
+    live: dict = {}
+    size: dict = {}
+    for n in order:
+        node = g.node(n)
+        if _needs_buffer(g, n):
+            start = pos[g.inputs(n)[0]] if node.op == "getitem" else pos[n]
+            readers = [pos[u] for u in g.users(n)]
+            last = max(readers, default=start)
+            if n in outputs:
+                last = end
+            live[n] = (start, max(last, start))
+            size[n] = elems(node.shape)
+        if node.op == "dense_bwd" and node.get("act") != "linear":
+            key = (n, "dz")
+            live[key] = (pos[n], pos[n])
+            size[key] = elems(g.node(g.inputs(n)[3]).shape)
+        if node.dtype == TUPLE:
+            have = {g.node(u).get("index") for u in g.users(n) if g.node(u).op == "getitem"}
+            for k, shp in enumerate(node.shape):
+                if k not in have:
+                    key = (n, f"item{k}")
+                    live[key] = (pos[n], pos[n])
+                    size[key] = elems(shp)
+    return live, size
+
+
+def plan_memory(g: Graph) -> MemoryPlan:
+    order = schedule(g)
+    live, size = lifetimes(g, order)
+
+    def at_ref(s: Size) -> int:
+        return s[0] * REF_BATCH + s[1]
+
+    slot_sizes: list[list[Size]] = []
+    slot_max: list[int] = []  # slot size at REF_BATCH
+    assign: dict = {}
+    busy: list[tuple[int, int]] = []  # heap of (last step, slot)
+    free: set[int] = set()
+    keys = sorted(live, key=lambda k: (live[k][0], live[k][1], str(k)))
+    for key in keys:
+        start, stop = live[key]
+        while busy and busy[0][0] < start:
+            free.add(heapq.heappop(busy)[1])
+        want = at_ref(size[key])
+        best = min(free, key=lambda s: (slot_max[s] < want, abs(slot_max[s] - want), s),
+                   default=None)
+        if best is None:
+            best = len(slot_sizes)
+            slot_sizes.append([])
+            slot_max.append(0)
+        else:
+            free.discard(best)
+        if size[key] not in slot_sizes[best]:
+            slot_sizes[best].append(size[key])
+        slot_max[best] = max(slot_max[best], want)
+        assign[key] = best
+        heapq.heappush(busy, (stop, best))
+    slot_of = {k: s for k, s in assign.items() if isinstance(k, int)}
+    scratch = {k: s for k, s in assign.items() if not isinstance(k, int)}
+    return MemoryPlan(order, slot_of, slot_sizes, scratch, live, size)
