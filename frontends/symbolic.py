@@ -135,12 +135,19 @@ def parameter(name: str, shape: Sequence[int], init: str = "glorot_uniform",
     """A trained tensor, initialised by ``init`` from the compile seed and its name."""
     if init not in INITS:
         raise GraphError(f"parameter {name!r}: unknown init {init!r}; valid: {', '.join(INITS)}")
+    shape = tuple(shape)
+    if any(d is None for d in shape):  # e.g. prelu / dense on a batch-sized last axis
+        raise ShapeError(f"parameter {name!r} needs a fixed shape, got {shape_str(shape)} "
+                         f"(at {_user_loc()})")
     return _make("parameter", [], name=name, shape=tuple(int(d) for d in shape), init=init,
                  std=std, value=value, fan_in=fan_in)
 
 
 def constant(value) -> Tensor:
-    arr = np.asarray(value, dtype=float)
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as e:
+        raise GraphError(f"constant: expected numbers, got {value!r} ({e})") from None
     return _make("constant", [], value=arr.tolist(), shape=arr.shape)
 
 
