@@ -76,7 +76,7 @@ class Tensor(Value):
     def __truediv__(self, other):
         if isinstance(other, int | float):
             return _make("scale", [self], factor=1.0 / float(other))
-        raise ShapeError("graphc divides tensors only by Python numbers")
+        raise ShapeError(f"graphc divides tensors only by Python numbers (at {_user_loc()})")
 
     def __neg__(self):
         return neg(self)
@@ -106,7 +106,8 @@ def as_tensor(x) -> Tensor:
         return Tensor(x.node, x.inputs)
     if isinstance(x, int | float | np.ndarray | np.number | list):
         return constant(x)
-    raise GraphError(f"expected a graphc tensor or a number, got {type(x).__name__}")
+    raise GraphError(f"expected a graphc tensor or a number, got {type(x).__name__} "
+                     f"(at {_user_loc()})")
 
 
 def _dtype(dtype: str) -> str:
@@ -115,7 +116,7 @@ def _dtype(dtype: str) -> str:
     if dtype in ("int", "int64", "int32", "i8", "i4"):
         return INT
     raise GraphError(f"unknown dtype {dtype!r}: use 'float' (float32/float64 chosen at compile "
-                     "time) or 'int64' (labels)")
+                     f"time) or 'int64' (labels) (at {_user_loc()})")
 
 
 # --- leaves ---------------------------------------------------------------------------
@@ -125,7 +126,7 @@ def input(name: str, shape: Sequence[int | None], dtype: str = "float") -> Tenso
     shape = tuple(shape)
     if any(d is not None and (not isinstance(d, int | np.integer) or d < 0) for d in shape):
         raise ShapeError(f"input {name!r}: dimensions must be non-negative ints or None, "
-                         f"got {shape}")
+                         f"got {shape} (at {_user_loc()})")
     return _make("input", [], name=name, shape=shape, dtype=_dtype(dtype))
 
 
@@ -134,7 +135,8 @@ def parameter(name: str, shape: Sequence[int], init: str = "glorot_uniform",
               fan_in: int | None = None) -> Tensor:
     """A trained tensor, initialised by ``init`` from the compile seed and its name."""
     if init not in INITS:
-        raise GraphError(f"parameter {name!r}: unknown init {init!r}; valid: {', '.join(INITS)}")
+        raise GraphError(f"parameter {name!r}: unknown init {init!r}; valid: {', '.join(INITS)} "
+                         f"(at {_user_loc()})")
     shape = tuple(shape)
     if any(d is None for d in shape):  # e.g. prelu / dense on a batch-sized last axis
         raise ShapeError(f"parameter {name!r} needs a fixed shape, got {shape_str(shape)} "
@@ -147,7 +149,8 @@ def constant(value) -> Tensor:
     try:
         arr = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as e:
-        raise GraphError(f"constant: expected numbers, got {value!r} ({e})") from None
+        raise GraphError(f"constant: expected numbers, got {value!r} ({e}) "
+                         f"(at {_user_loc()})") from None
     return _make("constant", [], value=arr.tolist(), shape=arr.shape)
 
 
@@ -267,7 +270,8 @@ def dense(x, units: int, activation: str | None = None, name: str | None = None,
         raise ShapeError(f"dense layer {name or ''!s} needs a 2-D input (batch, features), got "
                          f"shape {shape_str(x.shape)} (at {_user_loc()})")
     if not isinstance(units, int | np.integer) or units < 1:
-        raise ShapeError(f"dense layer units must be a positive int, got {units!r}")
+        raise ShapeError(f"dense layer units must be a positive int, got {units!r} "
+                         f"(at {_user_loc()})")
     if activation is not None and activation not in (*ACTIVATION_NAMES, "linear"):
         raise GraphError(f"unknown activation {activation!r}; valid: "
                          f"{', '.join(ACTIVATION_NAMES)} (at {_user_loc()})")
@@ -302,7 +306,7 @@ def mae(pred, target) -> Tensor:
 
 def quantile(pred, target, q: float = 0.5) -> Tensor:
     if not 0.0 < q < 1.0:
-        raise GraphError(f"quantile q must lie in (0, 1), got {q}")
+        raise GraphError(f"quantile q must lie in (0, 1), got {q} (at {_user_loc()})")
     return _make("quantile", [pred, target], q=float(q))
 
 
