@@ -102,6 +102,8 @@ def to_json_data(g: Graph) -> dict:
         for slot, i in enumerate(g.inputs(n)):
             h.add_edge(num[i], num[n], key=slot)
     h.graph["outputs"] = {k: num[v] for k, v in g.outputs.items()}
+    # JSON dumps sort keys, so the order of the outputs is kept separately.
+    h.graph["output_order"] = list(g.outputs)
     h.graph["updates"] = {k: num[v] for k, v in sorted(g.updates.items())}
     return nx.node_link_data(h, edges="edges")
 
@@ -135,6 +137,8 @@ def from_json(data: dict | str) -> Graph:
                          a["dtype"], name=a.get("name"), loc=a.get("loc"))
         ins = [src for src, _, _ in sorted(h.in_edges(n, keys=True), key=lambda e: e[2])]
         ids[n] = g.add(node, [ids[i] for i in ins])
-    g.outputs = {k: ids[v] for k, v in h.graph.get("outputs", {}).items()}
+    outputs = h.graph.get("outputs", {})
+    order = [k for k in h.graph.get("output_order", []) if k in outputs]
+    g.outputs = {k: ids[outputs[k]] for k in [*order, *(k for k in outputs if k not in order)]}
     g.updates = {k: ids[v] for k, v in h.graph.get("updates", {}).items()}
     return g
