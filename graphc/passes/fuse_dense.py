@@ -124,10 +124,11 @@ def fuse_dense(g: Graph) -> Graph:
             cnode = g.node(cand)
             c_act, c_alpha = cnode.op, cnode.get("alpha")
             c_slope = g.inputs(cand)[1] if c_act == "prelu" else None
-            needs_z = not saves_output(c_act, c_alpha)
             allowed = {cand}
-            if needs_z:
+            if not saves_output(c_act, c_alpha):
                 allowed |= _act_backward_readers(g, top, cand, c_act, c_alpha, c_slope)
+            # z is kept only for a backward that reads it (not in a forward-only graph).
+            needs_z = len(allowed) > 1
             others = [u for u in zr if u not in allowed]
             trial = f"{'+'.join(pattern)}+{c_act}"
             if c_slope is not None and (c_slope == top or g.node(c_slope).shape != (units,)):
@@ -149,6 +150,18 @@ def fuse_dense(g: Graph) -> Graph:
         elif len(acts) > 1:
             _refuse(g, layer, f"{'+'.join(pattern)}+activation", "dense", (*group, *acts),
                     f"the pre-activation feeds {len(acts)} activations; only one can be fused")
+        else:
+            # act(z + skip): the activation sees a sum, not the layer's own pre-activation.
+            for r in dict.fromkeys(zr):
+                if g.node(r).op in ("add", "sub", "mul") and r != mm:
+                    later = [u for u in g.users(r) if g.node(u).op in ELEMENTWISE_ACTS]
+                    if later:
+                        a_op = g.node(later[0]).op
+                        _refuse(g, layer, f"{'+'.join(pattern)}+{g.node(r).op}+{a_op}",
+                                f"dense[{a_op}]", (*group, r, later[0]),
+                                f"{a_op} is applied to {describe(g, r)} (the layer's output "
+                                "combined with another value, e.g. a skip connection), not "
+                                "to the layer's pre-activation")
 
         loc = mnode.loc
         d = g.make("dense", inputs, loc=loc, name=layer, act=act, alpha=alpha,

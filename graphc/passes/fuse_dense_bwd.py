@@ -53,6 +53,10 @@ def _is_mm(g: Graph, u: int, ta: bool, tb: bool) -> bool:
 
 def _linear_cotangent(g: Graph, x: int, W: int, yshape: tuple) -> tuple[int | None, str]:
     """(gy, "") for a linear layer, or (None, reason) -- reason "" if there is no backward."""
+    layers = [u for u in g.users(W) if g.node(u).op == "dense" and g.inputs(u)[1] == W]
+    if len(layers) > 1:
+        return None, (f"the weight is shared by {len(layers)} layers, so which products "
+                      "belong to this one is ambiguous for a linear layer")
     by_w = list(dict.fromkeys(
         g.inputs(u)[0] for u in g.users(W)
         if _is_mm(g, u, False, True) and g.inputs(u)[1] == W and g.inputs(u)[0] != W
