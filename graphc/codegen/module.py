@@ -68,10 +68,20 @@ def _prologue(name: str, layout: Layout, nfeeds: int, cache: bool) -> list[str]:
 
 
 def entry_source(name: str, g: Graph, plan, layout: Layout, feeds: list[str],
-                 returns: int | None, check_numerics: bool, cache: bool) -> tuple[str, Emitter]:
+                 returns: int | None, check_numerics: bool, cache: bool,
+                 label_classes: dict[str, int] | None = None) -> tuple[str, Emitter]:
     em = Emitter(g, plan.schedule, layout, feeds, check_numerics)
     body = em.emit()
     lines = _prologue(name, layout, len(feeds), cache)
+    # Labels index rows of the logits and Numba does not bound-check: check every
+    # label before any kernel runs (status -1 tells the runtime which error it was).
+    for i, feed in enumerate(feeds):
+        classes = (label_classes or {}).get(feed)
+        if classes is not None:
+            lines += [f"    for _i in range(f_{i}.size):",
+                      f"        if f_{i}[_i] < 0 or f_{i}[_i] >= {classes}:",
+                      "            status[0] = -1",
+                      "            return np.nan"]
     lines.extend(body)
     lines.append(f"    return {em.var[returns]}[0]" if returns is not None else "    return 0.0")
     return "\n".join(lines) + "\n", em

@@ -90,7 +90,7 @@ class CompiledImpl:
         sources = []
         for e in self.entries.values():
             src, em = entry_source(e.name, e.graph, e.plan, e.layout, e.feeds, e.returns,
-                                   self.check_numerics, True)
+                                   self.check_numerics, True, program.feed_spec.label_classes)
             e.emitter = em
             sources.append(src)
         if "train_step" in self.entries:
@@ -108,6 +108,8 @@ class CompiledImpl:
         self.t_load = time.perf_counter() - t1
         self.t_compile_native = 0.0
         self._gather: dict = {}
+        self._train = self.entries.get("train_step")
+        self.prepare_fast()
 
     # --- calls ----------------------------------------------------------------------
     def _call(self, e: Entry, feeds: dict[str, np.ndarray], n: int, lr: float, step: int) -> float:
@@ -122,9 +124,66 @@ class CompiledImpl:
             self.t_compile_native += time.perf_counter() - t0
         else:
             out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
-        if self.check_numerics and ws[status] != 0:
-            self._numerics_error(e, int(ws[status]) - 1, step)
+        if out != out or self.check_numerics:
+            self._check_status(e, ws, n, feeds, step)
         return out
+
+    def _check_status(self, e: Entry, ws: np.ndarray, n: int, feeds, step: int) -> None:
+        status = e.layout.offsets(n)[e.layout.slot_of["status"]]
+        code = int(ws[status])
+        ws[status] = 0
+        if code == -1:
+            self.program.feed_spec.validate(feeds, self.program.dtype, set(feeds))  # raises
+            raise FeedError("a label is out of range")
+        if code > 0:
+            self._numerics_error(e, code - 1, step)
+
+    def prepare_fast(self) -> None:
+        """What a feed must look like to skip the general validation (see ``fast_args``)."""
+        e = self.entries.get("train_step")
+        spec = []
+        for name in e.feeds if e else []:
+            shape, kind = self.program.feed_spec.inputs[name]
+            if not shape or shape[0] is not None or None in shape[1:]:
+                spec = None
+                break
+            dt = np.dtype(np.int64) if kind == "int64" else self.program.dtype
+            spec.append((name, dt, len(shape), tuple(shape[1:])))
+        self._fast_spec = spec
+
+    def fast_args(self, feeds: dict) -> tuple[list, int] | None:
+        """The feeds in entry order if they already are exactly what the kernel takes.
+
+        A hot training loop passes the same well-formed arrays every step; checking
+        them takes a few attribute reads instead of the full validation (which still
+        handles, and explains, everything else).
+        """
+        spec = self._fast_spec
+        if spec is None or len(feeds) != len(spec):
+            return None
+        args = []
+        n = -1
+        for name, dt, nd, tail in spec:
+            a = feeds.get(name)
+            if (type(a) is not np.ndarray or a.dtype != dt or a.ndim != nd
+                    or a.shape[1:] != tail or not a.flags.c_contiguous):
+                return None
+            if n < 0:
+                n = a.shape[0]
+            elif a.shape[0] != n:
+                return None
+            args.append(a)
+        return args, n
+
+    def step_fast(self, args: list, n: int, lr: float, step: int) -> float:
+        e = self._train
+        ws = e.workspaces.get(n)
+        if ws is None or self.check_numerics:
+            return float(self._call(e, dict(zip(e.feeds, args, strict=True)), n, lr, step))
+        out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
+        if out != out:
+            self._check_status(e, ws, n, dict(zip(e.feeds, args, strict=True)), step)
+        return float(out)
 
     def fit_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int, lr: float,
                   step0: int, losses: np.ndarray) -> int:

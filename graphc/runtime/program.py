@@ -166,6 +166,13 @@ class Program:
         """One training step (forward, backward, update); returns the loss before the update."""
         if self.train_graph is None:
             raise GraphError("this program has no optimizer: compile it with optimizer=...")
+        impl = self._impl
+        if impl is not None and type(feeds) is dict:
+            fast = impl.fast_args(feeds)
+            if fast is not None:
+                with self._lock:
+                    self.step_count += 1
+                    return impl.step_fast(fast[0], fast[1], self.lr(), self.step_count)
         checked, batch = self.feed_spec.validate(feeds, self.dtype)
         with self._lock:
             self.step_count += 1
