@@ -1,2 +1,422 @@
-def main(argv=None):
-    raise SystemExit("graphc CLI not built yet")
+"""The ``graphc`` command line: ``graphc <command> ...``.
+
+Structure (so other commands slot in without touching the rest):
+
+* every command is a pair ``add_<name>(subparsers)`` (declares its parser and
+  sets ``func``) and ``cmd_<name>(args) -> int``, decorated with
+  :func:`cli_command`; :data:`COMMANDS` lists the ``add_*`` functions;
+* :func:`cli_command` is the one place errors are handled: a mistake in the
+  user's model or arguments prints ONE line ``graphc: error: ...`` (with the
+  user's ``file:line`` when known) and exits 2; ``--debug`` (on every
+  command, via :data:`COMMON`) also prints the traceback;
+* ``graphc dump`` prints a graph at a stage in a format; extra dump outputs
+  (``--source``, ``--profile``...) register through
+  :func:`register_dump_extra` and receive a :class:`DumpContext`.
+
+Model targets (:func:`load_target`): ``path/to/file.py:function`` -- the
+function takes no arguments and returns the loss tensor or a dict of named
+output tensors (which may include ``"loss"``) -- or a saved ``.gcm`` model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXIT_ERROR = 2  # a mistake in the user's model, files or arguments (argparse uses 2 too)
+EXIT_INTERNAL = 1  # a bug in graphc
+_PKG_DIR = str(Path(__file__).resolve().parent.parent)
+
+
+class CLIError(Exception):
+    """A user mistake reported as one line (no traceback unless --debug)."""
+
+
+# --- error handling: one place for every command -----------------------------------------
+
+def _user_frame(tb, prefer: str | None = None) -> str | None:
+    """``file:line`` of the deepest traceback frame in the user's code (outside graphc)."""
+    best = fallback = None
+    for frame, line in traceback.walk_tb(tb):
+        fn = frame.f_code.co_filename
+        if prefer and os.path.abspath(fn) == os.path.abspath(prefer):
+            best = f"{fn}:{line}"
+        elif not os.path.abspath(fn).startswith(_PKG_DIR) and not fn.startswith("<"):
+            fallback = f"{fn}:{line}"
+    return best or fallback
+
+
+class UserCodeError(CLIError):
+    """An exception raised while loading or running the user's model code."""
+
+    def __init__(self, exc: BaseException, path: str) -> None:
+        from graphc.errors import GraphcError
+
+        if isinstance(exc, SyntaxError):
+            msg = f"SyntaxError: {exc.msg} (at {exc.filename}:{exc.lineno})"
+        else:
+            text = str(exc) or type(exc).__name__
+            msg = text if isinstance(exc, GraphcError) else f"{type(exc).__name__}: {text}"
+            where = _user_frame(exc.__traceback__, path)
+            if where and "(at " not in msg:
+                msg += f" (at {where})"
+        super().__init__(msg)
+        self.__cause__ = exc
+
+
+def _one_line(e: BaseException) -> tuple[str, int]:
+    """The message and exit code :func:`cli_command` reports for ``e``."""
+    from graphc.errors import GraphcError, VerifyError
+
+    if isinstance(e, VerifyError):
+        return f"internal check failed: {e} (please report this graphc bug)", EXIT_INTERNAL
+    if isinstance(e, CLIError | GraphcError):
+        return str(e), EXIT_ERROR
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e}", EXIT_ERROR
+    return (f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+            EXIT_INTERNAL)
+
+
+def cli_command(fn: Callable[[argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int]:
+    """Run a command; turn exceptions into one ``graphc: error:`` line and an exit code."""
+
+    @functools.wraps(fn)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args) or 0
+        except KeyboardInterrupt:
+            print("graphc: interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            # `graphc dump ... | head`: the reader left; stop quietly like other Unix tools.
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            return 0
+        except Exception as e:  # noqa: BLE001 -- this is the CLI's single error boundary
+            if getattr(args, "debug", False):
+                traceback.print_exc()
+            msg, code = _one_line(e)
+            # One line, with paths under the working directory as the user typed them.
+            msg = " ".join(msg.split()).replace(os.getcwd() + os.sep, "")
+            print(f"graphc: error: {msg}", file=sys.stderr)
+            return code
+
+    return run
+
+
+# --- loading models ------------------------------------------------------------------------
+
+@dataclass
+class Target:
+    """A loaded model: its traced graph plus what a saved model knows about training."""
+
+    source: str
+    graph: Any  # graphc.ir.graph.Graph (imported lazily: the CLI starts fast)
+    loss: str | None = "loss"
+    optimizer: Any = None
+    weight_decay: float = 0.0
+    clip_norm: float | None = None
+
+
+def _import_file(path: str):
+    name = "graphc_user_" + "".join(c if c.isalnum() else "_" for c in Path(path).stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CLIError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(Path(path).resolve().parent)
+    sys.path.insert(0, folder)  # the model may import modules next to it
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 -- anything the user's file raises is theirs
+        raise UserCodeError(e, path) from e
+    finally:
+        if sys.path and sys.path[0] == folder:
+            sys.path.pop(0)
+    return module
+
+
+def _outputs_of(result: Any, where: str) -> dict:
+    from graphc.ir.value import Value
+
+    if isinstance(result, Value):
+        return {"loss": result}
+    if isinstance(result, Mapping) and result:
+        bad = [k for k, v in result.items() if not isinstance(k, str) or not isinstance(v, Value)]
+        if not bad:
+            return dict(result)
+        k = bad[0]
+        raise CLIError(f"{where} returned a dict whose entry {k!r} is not a graphc tensor "
+                       f"(got {type(result[k]).__name__})")
+    raise CLIError(f"{where} must return the loss tensor or a dict of named tensors, "
+                   f"got {type(result).__name__}")
+
+
+def load_target(target: str) -> Target:
+    """Load ``file.py:function`` or a ``.gcm`` model (see the module docstring)."""
+    from graphc.frontends.symbolic import check_names
+    from graphc.ir.graph import Graph
+
+    if target.endswith(".gcm"):
+        return _load_saved(target)
+    path, sep, func = target.rpartition(":")
+    if not sep or not path or not func:
+        raise CLIError(f"target {target!r} must be path/to/file.py:function or a .gcm file")
+    if not Path(path).exists():
+        raise CLIError(f"{path}: no such file")
+    if Path(path).is_dir():
+        raise CLIError(f"{path} is a directory, expected a Python file")
+    module = _import_file(path)
+    fn = getattr(module, func, None)
+    if fn is None:
+        defined = sorted(k for k, v in vars(module).items()
+                         if callable(v) and getattr(v, "__module__", None) == module.__name__)
+        hint = f" (it defines {', '.join(defined)})" if defined else ""
+        raise CLIError(f"{path} has no function {func!r}{hint}")
+    if not callable(fn):
+        raise CLIError(f"{path}: {func!r} is a {type(fn).__name__}, not a function")
+    where = f"{path}:{func}()"
+    try:
+        result = fn()
+        outputs = _outputs_of(result, where)
+        graph, _ = Graph.from_values(outputs)
+        check_names(graph)
+    except CLIError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise UserCodeError(e, path) from e
+    return Target(target, graph, "loss" if "loss" in outputs else None)
+
+
+def _load_saved(path: str) -> Target:
+    from graphc.errors import GraphcError, ModelFileError
+    from graphc.io import load_model
+    from graphc.ir.printer import from_json
+    from graphc.optim import from_config
+
+    meta, _ = load_model(path)
+    if "graph" not in meta:
+        raise ModelFileError(f"{path}: the model file holds no graph")
+    try:
+        graph = from_json(meta["graph"])
+        opt = from_config(meta["optimizer"]) if meta.get("optimizer") else None
+    except (KeyError, TypeError, ValueError, GraphcError) as e:
+        raise ModelFileError(f"{path}: invalid graph description ({type(e).__name__}: {e})") from None
+    loss = meta.get("loss", "loss" if "loss" in graph.outputs else None)
+    return Target(path, graph, loss if loss in graph.outputs else None, opt,
+                  float(meta.get("weight_decay") or 0.0), meta.get("clip_norm"))
+
+
+# --- graphc dump ---------------------------------------------------------------------------
+
+STAGES = ("input", "grad", "optimized")
+FORMATS = ("text", "dot", "json", "svg")
+_SUFFIX_FORMAT = {".txt": "text", ".dot": "dot", ".gv": "dot", ".json": "json", ".svg": "svg"}
+
+
+@dataclass
+class DumpContext:
+    """Everything a dump output may need, computed lazily and at most once."""
+
+    args: argparse.Namespace
+    target: Target
+    emit: Callable[[str], None]
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def input_graph(self):
+        return self.target.graph
+
+    @property
+    def grad_graph(self):
+        if "grad" not in self._cache:
+            from graphc.autodiff import build_training
+            from graphc.optim import SGD
+
+            t = self.target
+            if t.loss is None:
+                names = ", ".join(t.graph.outputs) or "none"
+                raise CLIError(f"--stage grad needs a loss: return the loss tensor, or a dict "
+                               f"with a 'loss' entry (outputs: {names})")
+            opt = t.optimizer if t.optimizer is not None else SGD(lr=0.01)
+            self._cache["grad"] = build_training(t.graph, t.graph.outputs[t.loss], opt,
+                                                 t.weight_decay, t.clip_norm)
+        return self._cache["grad"]
+
+    @property
+    def optimized(self):
+        """(optimised graph, PassReport) of the gradient graph (the input graph if no loss)."""
+        if "optimized" not in self._cache:
+            from graphc.passes import optimize
+
+            base = self.grad_graph if self.target.loss is not None else self.input_graph
+            self._cache["optimized"] = optimize(
+                base, verify=True, guard=self.args.guard, print_after=self.args.print_after,
+                emit=self.emit)
+        return self._cache["optimized"]
+
+    def graph(self, stage: str):
+        if stage == "input":
+            return self.input_graph
+        if stage == "grad":
+            return self.grad_graph
+        return self.optimized[0]
+
+
+@dataclass
+class DumpExtra:
+    """An extra output of ``graphc dump`` (e.g. ``--source``): a flag and its handler.
+
+    The handler gets the :class:`DumpContext` and returns text to print (or None).
+    """
+
+    dest: str
+    flags: tuple[str, ...]
+    help: str
+    handler: Callable[[DumpContext], str | None]
+    argparse_kwargs: dict = field(default_factory=dict)
+
+
+DUMP_EXTRAS: dict[str, DumpExtra] = {}
+
+
+def register_dump_extra(dest: str, *flags: str, help: str,  # noqa: A002 (argparse's name)
+                        handler: Callable[[DumpContext], str | None], **argparse_kwargs) -> None:
+    """Add an output to ``graphc dump``; by default a boolean flag (``action="store_true"``)."""
+    argparse_kwargs.setdefault("action", "store_true")
+    DUMP_EXTRAS[dest] = DumpExtra(dest, flags, help, handler, argparse_kwargs)
+
+
+def _passes_table(ctx: DumpContext) -> str:
+    return ctx.optimized[1].to_text()
+
+
+def _fusion_report(ctx: DumpContext) -> str:
+    return ctx.optimized[1].fusion_text()
+
+
+register_dump_extra("passes", "--passes", help="print the pass table (time, nodes, changes)",
+                    handler=_passes_table)
+register_dump_extra("fusion_report", "--fusion-report",
+                    help="print what each fusion pass fused, and why it refused the rest",
+                    handler=_fusion_report)
+
+
+def render(graph, fmt: str, title: str = "graphc") -> str:
+    """``graph`` as text, dot, json or svg (svg needs Graphviz's ``dot`` program)."""
+    from graphc.ir import printer
+
+    title = title.replace("\\", "/").replace('"', "'")  # it goes inside a DOT string
+    if fmt == "text":
+        return printer.to_text(graph)
+    if fmt == "json":
+        return printer.to_json(graph) + "\n"
+    dot = printer.to_dot(graph, title)
+    if fmt == "dot":
+        return dot
+    exe = shutil.which("dot")
+    if exe is None:
+        raise CLIError("--format svg needs Graphviz's `dot` program, which is not on PATH "
+                       "(install it: apt-get install graphviz)")
+    done = subprocess.run([exe, "-Tsvg"], input=dot, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        first = (done.stderr.strip().splitlines() or ["no message"])[0]
+        raise CLIError(f"Graphviz dot failed (exit {done.returncode}): {first}")
+    return done.stdout
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help="on error, print the full traceback too")
+
+
+def add_dump(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "dump", help="print a model's graph at a compiler stage",
+        description="Print a model's graph: as traced (input), with gradients and optimizer "
+                    "updates (grad), or after the pass pipeline (optimized).",
+        epilog="TARGET is path/to/file.py:function (the function returns the loss tensor or a "
+               "dict of named tensors) or a saved .gcm model.")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--stage", choices=STAGES, default="optimized")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="output format (default: from -o's suffix, else text)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the graph to FILE")
+    p.add_argument("--print-after", metavar="PASS",
+                   help="print the graph after pass PASS (or 'all') while optimizing")
+    p.add_argument("--guard", action="store_true",
+                   help="check every pass numerically against the reference interpreter")
+    for extra in DUMP_EXTRAS.values():
+        p.add_argument(*extra.flags, dest=extra.dest, help=extra.help, **extra.argparse_kwargs)
+    add_common(p)
+    p.set_defaults(func=cmd_dump)
+
+
+@cli_command
+def cmd_dump(args: argparse.Namespace) -> int:
+    fmt = args.format or _SUFFIX_FORMAT.get(Path(args.output or "").suffix.lower(), "text")
+    reports = [e for e in DUMP_EXTRAS.values() if getattr(args, e.dest, None)]
+    if args.print_after and args.stage != "optimized":
+        raise CLIError(f"--print-after needs --stage optimized (got --stage {args.stage})")
+    if args.print_after not in (None, "all"):
+        from graphc.passes import pass_names
+
+        if args.print_after not in pass_names():
+            raise CLIError(f"--print-after {args.print_after}: no such pass; passes are "
+                           f"{', '.join(pass_names())} (or 'all')")
+    target = load_target(args.target)
+    ctx = DumpContext(args, target, emit=lambda s: print(s, end=""))
+    text = render(ctx.graph(args.stage), fmt, title=f"{args.target} ({args.stage})")
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    for extra in reports:
+        out = extra.handler(ctx)
+        if out:
+            sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
+# --- main ----------------------------------------------------------------------------------
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_dump]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from graphc import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="graphc", description="graphc: a static-graph compiler for feedforward networks.")
+    parser.add_argument("--version", action="version", version=f"graphc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -102,11 +102,14 @@ class MemoryPlan:
             pos += -(-self.slot_elems(s, n) // align) * align
         return out, pos
 
-    def to_text(self, n: int = 1, itemsize: int = 4) -> str:
-        return (f"{len(self.size_of)} buffers in {self.num_slots} slots; at batch {n}: "
-                f"workspace {self.peak_bytes(n, itemsize)} B (unshared "
-                f"{self.total_bytes_unshared(n, itemsize)} B, live peak "
-                f"{self.live_bytes_max(n, itemsize)} B)")
+    def to_text(self, n: int = REF_BATCH, itemsize: int = 4) -> str:
+        def kib(b: int) -> str:
+            return f"{b / 1024:.1f} KiB"
+
+        return (f"{len(self.size_of)} buffers in {self.num_slots} slots; workspace at batch {n} "
+                f"({itemsize}-byte floats): {kib(self.peak_bytes(n, itemsize))} (unshared "
+                f"{kib(self.total_bytes_unshared(n, itemsize))}, live peak "
+                f"{kib(self.live_bytes_max(n, itemsize))})")
 
 
 def schedule(g: Graph) -> list[int]:
