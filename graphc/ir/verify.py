@@ -26,8 +26,9 @@ def verify(g: Graph, where: str = "") -> None:
             continue
         try:
             again = build_node(node.op, [g.node(i) for i in ins], node.attr)
-        except GraphcError as e:
-            raise VerifyError(f"node %{n} {node.op} no longer type-checks{at}: {e}") from None
+        except Exception as e:  # a shape rule may also fail on inputs it never expects
+            detail = e if isinstance(e, GraphcError) else f"{type(e).__name__}: {e}"
+            raise VerifyError(f"node %{n} {node.op} no longer type-checks{at}: {detail}") from e
         if (again.shape, again.dtype) != (node.shape, node.dtype):
             raise VerifyError(f"node %{n} {node.op} records {shape_str(node.shape)} {node.dtype} "
                               f"but its inputs give {shape_str(again.shape)} {again.dtype}{at}")

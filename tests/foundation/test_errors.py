@@ -269,3 +269,15 @@ def test_feed_errors_at_run_time():
     f = gc.function([x], [gc.relu(x)], **OPTS)
     with pytest.raises(gc.FeedError, match=r"\(N, 3\)"):
         f(np.zeros((2, 4)))
+
+
+def test_verifier_reports_a_shape_rule_that_crashes():
+    """A tampered fused node whose shape rule fails with a plain Python error."""
+    x = gc.input("x", (None, 3))
+    g, _ = Graph.from_values({"x": x})
+    W = g.add(gc.parameter("W", (3, 4)).node)
+    g.outputs["d"] = g.make("dense", [g.outputs["x"], W], act="relu", has_bias=False)
+    verify(g)
+    g.set_node(W, g.node(W).replace(shape=(3,)))
+    with pytest.raises(gc.VerifyError, match=r"dense.*IndexError"):
+        verify(g, "tampering")
