@@ -31,6 +31,12 @@ def gradients(g: Graph, target: int, wrt: Sequence[int], seed: int | None = None
         seed = g.make("constant", value=1.0, shape=())
     if tnode.dtype != FLOAT:
         raise GradError(f"cannot differentiate the integer tensor {tnode.op}")
+    for x in wrt:
+        xnode = g.node(x)
+        if xnode.dtype != FLOAT:
+            label = f" {xnode.name!r}" if xnode.name else ""
+            raise GradError(f"no gradient w.r.t. the {xnode.dtype} tensor {xnode.op}{label} "
+                            f"{shape_str(xnode.shape)}: only float tensors have gradients")
 
     # Only nodes on a path from some variable to the target carry cotangents.
     upstream = g.ancestors_and_self([target])

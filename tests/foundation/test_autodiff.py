@@ -206,6 +206,9 @@ def test_grad_wrt_or_of_a_non_tensor_raises():
     y = gc.input("y", (None,), dtype="int64")
     with pytest.raises(gc.GradError, match="integer"):
         gc.grad(gc.sum(y), [x])
+    # labels have no gradient (PyTorch and JAX refuse too), rather than a float zeros
+    with pytest.raises(gc.GradError, match=r"int64 tensor input 'y' \(N,\)"):
+        gc.grad(gc.softmax_cross_entropy(gc.input("z", (None, 3)), y), [y])
 
 
 def test_second_derivatives_raise_a_grad_error_for_activations():
