@@ -21,7 +21,10 @@ from graphc.errors import (  # noqa: E402
     ShapeError,
     VerifyError,
 )
+from graphc.frontends import layers  # noqa: E402
 from graphc.frontends.api import compile, function  # noqa: E402
+from graphc.frontends.layers import Sequential  # noqa: E402
+from graphc.frontends.spec import load_spec  # noqa: E402
 from graphc.io import load_program as load  # noqa: E402
 from graphc.frontends.symbolic import (  # noqa: E402
     Tensor,
@@ -66,3 +69,4 @@ __all__ = [
     "sigmoid", "softmax", "softmax_cross_entropy", "softplus", "sub", "sum", "tanh",
     "transpose",
 ]
+__all__ += ["Sequential", "layers", "load_spec"]
