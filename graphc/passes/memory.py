@@ -8,11 +8,13 @@ nothing.
 
 Algorithm.
 
-1. *Schedule*: Kahn's topological sort (smallest node id first among ready
-   nodes, so it is deterministic and close to program order), with extra
-   edges from every reader of a parameter to that parameter's ``update``
-   node: updates write the parameter in place, so they must run after its
-   last read (e.g. the ``dense_bwd`` that still needs W for dx).
+1. *Schedule*: Kahn's topological sort with extra edges from every reader
+   of a parameter to that parameter's ``update`` node: updates write the
+   parameter in place, so they must run after its last read (e.g. the
+   ``dense_bwd`` that still needs W for dx).  Among ready nodes, updates
+   (each frees its gradient buffer) and getitems (free, and what updates
+   wait for) go first, then the smallest node id (so the order is
+   deterministic and close to program order).
 2. *Buffers*: every node except input/parameter (fed or in the parameter
    arena), constant (literals in the generated code), update (no output) and
    tuple-valued fused nodes (their ``getitem`` nodes are the buffers).  A
@@ -27,10 +29,11 @@ Algorithm.
    last step.
 4. *Sizes*: a shape has at most one batch dimension (None), so a buffer's
    element count is ``a*N + b``; a slot's size is the max over its values.
-5. *Slots*: linear scan in order of first step; a value takes the free slot
-   (all occupants dead) whose size at a reference batch is closest to its
-   own, preferring slots that need not grow (greedy best fit), else a new
-   slot.  Two values whose lifetimes overlap never share a slot.
+5. *Slots*: greedy by size (as TFLite's arena planner): buffers in order of
+   decreasing size, each into the first slot none of whose occupants it
+   overlaps in time, else a new slot.  Batch-sized and fixed-size buffers
+   get separate slots (a slot must fit its largest occupant at every batch
+   size).  Two values whose lifetimes overlap never share a slot.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from graphc.ir.graph import Graph
 from graphc.ir.node import TUPLE, shape_str
 
 NO_BUFFER = {"input", "parameter", "constant", "update"}
-REF_BATCH = 256  # batch size at which best fit compares slot sizes
+REF_BATCH = 256  # batch size the summary line reports
 Size = tuple[int, int]  # elements = a * N + b
 
 
@@ -122,17 +125,23 @@ def schedule(g: Graph) -> list[int]:
     for n, ps in preds.items():
         for p in ps:
             succs[p].append(n)
+    # Updates run as soon as they may: each one ends its gradient's lifetime (otherwise
+    # every weight gradient stays live until the end of the step).  getitem computes
+    # nothing and may be what an update waits for, so it goes first too.
+    def prio(n: int) -> tuple[int, int]:
+        return (0 if g.node(n).op in ("update", "getitem") else 1, n)
+
     indeg = {n: len(ps) for n, ps in preds.items()}
-    ready = [n for n, k in indeg.items() if k == 0]
+    ready = [prio(n) for n, k in indeg.items() if k == 0]
     heapq.heapify(ready)
     order = []
     while ready:
-        n = heapq.heappop(ready)
+        _, n = heapq.heappop(ready)
         order.append(n)
         for s in succs[n]:
             indeg[s] -= 1
             if indeg[s] == 0:
-                heapq.heappush(ready, s)
+                heapq.heappush(ready, prio(s))
     if len(order) != len(preds):
         raise ValueError("cannot schedule: the graph (with update ordering) has a cycle")
     return order
@@ -178,33 +187,31 @@ def plan_memory(g: Graph) -> MemoryPlan:
     order = schedule(g)
     live, size = lifetimes(g, order)
 
-    def at_ref(s: Size) -> int:
-        return s[0] * REF_BATCH + s[1]
-
+    # Greedy by size: biggest buffers first, each into the first slot none of whose
+    # occupants it overlaps in time, else a new slot.  Batch-sized buffers (a > 0) and
+    # fixed-size ones (gradients of weights...) never share a slot: a slot's size is the
+    # max over its occupants at every batch size, and mixing the two kinds wastes memory
+    # at one end of the batch range or the other.
     slot_sizes: list[list[Size]] = []
-    slot_max: list[int] = []  # slot size at REF_BATCH
+    spans: list[list[tuple[int, int]]] = []  # per slot: occupants' (first, last) steps
+    kind: list[bool] = []  # per slot: holds batch-sized buffers
     assign: dict = {}
-    busy: list[tuple[int, int]] = []  # heap of (last step, slot)
-    free: set[int] = set()
-    keys = sorted(live, key=lambda k: (live[k][0], live[k][1], str(k)))
+    keys = sorted(live, key=lambda k: (-size[k][0], -size[k][1], live[k][0], str(k)))
     for key in keys:
-        start, stop = live[key]
-        while busy and busy[0][0] < start:
-            free.add(heapq.heappop(busy)[1])
-        want = at_ref(size[key])
-        best = min(free, key=lambda s: (slot_max[s] < want, abs(slot_max[s] - want), s),
-                   default=None)
-        if best is None:
-            best = len(slot_sizes)
-            slot_sizes.append([])
-            slot_max.append(0)
+        lo, hi = live[key]
+        batched = size[key][0] > 0
+        for s, occupied in enumerate(spans):
+            if kind[s] == batched and all(hi < a or b < lo for a, b in occupied):
+                break
         else:
-            free.discard(best)
-        if size[key] not in slot_sizes[best]:
-            slot_sizes[best].append(size[key])
-        slot_max[best] = max(slot_max[best], want)
-        assign[key] = best
-        heapq.heappush(busy, (stop, best))
+            s = len(slot_sizes)
+            slot_sizes.append([])
+            spans.append([])
+            kind.append(batched)
+        spans[s].append((lo, hi))
+        if size[key] not in slot_sizes[s]:
+            slot_sizes[s].append(size[key])
+        assign[key] = s
     slot_of = {k: s for k, s in assign.items() if isinstance(k, int)}
     scratch = {k: s for k, s in assign.items() if not isinstance(k, int)}
     return MemoryPlan(order, slot_of, slot_sizes, scratch, live, size)
