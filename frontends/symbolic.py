@@ -188,10 +188,10 @@ def _axis(t: Tensor, axis: int | None) -> int | None:
     if axis is None:
         return None
     nd = as_tensor(t).ndim
-    ax = axis + nd if axis < 0 else axis
+    ax = axis + max(nd, 1) if axis < 0 else axis  # a scalar reduces like a 1-D tensor
     if not 0 <= ax < max(nd, 1):
         raise ShapeError(f"axis {axis} out of range for a {nd}-D tensor (at {_user_loc()})")
-    return None if nd == 1 else ax
+    return None if nd <= 1 else ax
 
 
 def sum(t, axis: int | None = None) -> Tensor:  # noqa: A001

@@ -94,6 +94,17 @@ def test_reduction_axis_out_of_range():
     _assert_here(e.value, line)
     with pytest.raises(gc.ShapeError):
         gc.mean(gc.input("t", (None, 2, 3)), axis=1)
+    with pytest.raises(gc.ShapeError):
+        gc.sum(gc.sum(x), axis=1)
+
+
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_reducing_a_scalar_over_axis_0_or_minus_1(axis):
+    """Like a 1-D tensor (and NumPy, PyTorch): a scalar reduces to itself, both spellings."""
+    s = gc.sum(gc.input("x", (None, 3)))
+    for fn in (gc.sum, gc.mean):
+        t = fn(s, axis=axis)
+        assert t.shape == () and t.node.get("axis") is None
 
 
 def test_ops_restricted_to_matrices():
