@@ -252,14 +252,33 @@ def _mlp(act="relu"):
     return x, y, logits, gc.softmax_cross_entropy(logits, y)
 
 
-def _torch_mlp(params, act):
-    fc1, fc2 = torch.nn.Linear(5, 8).double(), torch.nn.Linear(8, 3).double()
-    with torch.no_grad():
-        for lin, name in ((fc1, "fc1"), (fc2, "fc2")):
-            lin.weight.copy_(torch.from_numpy(params[f"{name}/W"].T))  # torch stores (out, in)
-            lin.bias.copy_(torch.from_numpy(params[f"{name}/b"]))
-    act_fn = {"relu": torch.relu, "tanh": torch.tanh, "elu": torch.nn.functional.elu}[act]
-    return fc1, fc2, lambda X: fc2(act_fn(fc1(X)))
+class TorchMLP:
+    """The same MLP in PyTorch, initialised from graphc's parameters (by graphc name)."""
+
+    def __init__(self, params, act):
+        F = torch.nn.functional
+        self.p = {n: torch.nn.Parameter(torch.from_numpy(v.T.copy() if n.endswith("/W") else v.copy()))
+                  for n, v in params.items()}  # torch stores weights as (out, in)
+        alpha = self.p.get("fc1/alpha")
+        self.act = {"relu": torch.relu, "tanh": torch.tanh, "elu": F.elu,
+                    "prelu": lambda z: F.prelu(z, alpha)}[act]
+        self.decayed = [v for n, v in self.p.items() if n.endswith("/W")]
+        self.not_decayed = [v for n, v in self.p.items() if not n.endswith("/W")]
+
+    def __call__(self, X):
+        F, p = torch.nn.functional, self.p
+        return F.linear(self.act(F.linear(X, p["fc1/W"], p["fc1/b"])), p["fc2/W"], p["fc2/b"])
+
+    def groups(self, wd):
+        """Weight decay on weight matrices only, as graphc's weight_decay."""
+        return [{"params": self.decayed, "weight_decay": wd},
+                {"params": self.not_decayed, "weight_decay": 0.0}]
+
+    def assert_matches(self, net, what):
+        for n, v in net.params.items():
+            ref = self.p[n].detach().numpy()
+            np.testing.assert_allclose(v, ref.T if n.endswith("/W") else ref, rtol=1e-10,
+                                       atol=1e-13, err_msg=f"{n} {what}")
 
 
 OPTIMIZERS = [
@@ -272,7 +291,7 @@ OPTIMIZERS = [
 
 
 @needs_torch
-@pytest.mark.parametrize("act", ["relu", "tanh"])
+@pytest.mark.parametrize("act", ["relu", "tanh", "prelu", "elu"])
 @pytest.mark.parametrize("opt_id, kw, wd, clip", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
 def test_sgd_training_matches_pytorch(rng, opt_id, kw, wd, clip, act):
     x, y, logits, loss = _mlp(act)
@@ -280,10 +299,8 @@ def test_sgd_training_matches_pytorch(rng, opt_id, kw, wd, clip, act):
                      weight_decay=wd, clip_norm=clip, seed=3, **OPTS)
     init = {n: rng.standard_normal(v.shape) * 0.5 for n, v in net.params.items()}
     net.set_params(init)
-    fc1, fc2, model = _torch_mlp(init, act)
-    # weight decay on weight matrices only, as graphc's weight_decay
-    opt = torch.optim.SGD([{"params": [fc1.weight, fc2.weight], "weight_decay": wd},
-                           {"params": [fc1.bias, fc2.bias], "weight_decay": 0.0}], **kw)
+    model = TorchMLP(init, act)
+    opt = torch.optim.SGD(model.groups(wd), **kw)
     for step in range(5):
         xb, yb = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
         got = net.step({"x": xb, "y": yb})
@@ -291,16 +308,11 @@ def test_sgd_training_matches_pytorch(rng, opt_id, kw, wd, clip, act):
         ref = torch.nn.functional.cross_entropy(model(torch.from_numpy(xb)), torch.from_numpy(yb))
         ref.backward()
         if clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_([*fc1.parameters(), *fc2.parameters()], clip)
+            norm = torch.nn.utils.clip_grad_norm_(list(model.p.values()), clip)
             assert norm > clip  # the clipping is exercised
         opt.step()
         np.testing.assert_allclose(got, ref.item(), rtol=1e-10, err_msg=f"loss at step {step}")
-        p = net.params
-        for name, lin in (("fc1", fc1), ("fc2", fc2)):
-            np.testing.assert_allclose(p[f"{name}/W"], lin.weight.detach().numpy().T, rtol=1e-10,
-                                       atol=1e-13, err_msg=f"{name}/W after step {step}")
-            np.testing.assert_allclose(p[f"{name}/b"], lin.bias.detach().numpy(), rtol=1e-10,
-                                       atol=1e-13, err_msg=f"{name}/b after step {step}")
+        model.assert_matches(net, f"after step {step}")
     out = net.run({"x": xb})["logits"]
     np.testing.assert_allclose(out, model(torch.from_numpy(xb)).detach().numpy(), rtol=1e-10,
                                atol=1e-13)
@@ -332,25 +344,32 @@ def test_sgd_regression_matches_numpy(rng):
 
 
 @needs_torch
-@pytest.mark.parametrize("opt_id", ["adam", "adamw", "rmsprop_centered_momentum"])
+@pytest.mark.parametrize("opt_id", ["adam", "adam_l2", "adamw", "rmsprop",
+                                    "rmsprop_centered_momentum"])
 def test_adaptive_optimizers_match_pytorch(rng, opt_id):
     x, y, logits, loss = _mlp("tanh")
-    opt = {"adam": gc.optim.Adam(lr=0.01, betas=(0.8, 0.99)),
-           "adamw": gc.optim.AdamW(lr=0.01, weight_decay=0.1),
-           "rmsprop_centered_momentum": gc.optim.RMSprop(lr=0.01, momentum=0.5, centered=True),
-           }[opt_id]
-    net = gc.compile(loss=loss, optimizer=opt, seed=1, **OPTS)
+    opt, wd = {"adam": (gc.optim.Adam(lr=0.01, betas=(0.8, 0.99)), 0.0),
+               "adam_l2": (gc.optim.Adam(lr=0.01, eps=1e-6), 0.05),
+               "adamw": (gc.optim.AdamW(lr=0.01, weight_decay=0.1), 0.0),
+               "rmsprop": (gc.optim.RMSprop(lr=0.01, alpha=0.9), 0.0),
+               "rmsprop_centered_momentum": (gc.optim.RMSprop(lr=0.01, momentum=0.5,
+                                                              centered=True), 0.0),
+               }[opt_id]
+    net = gc.compile(loss=loss, optimizer=opt, weight_decay=wd, seed=1, **OPTS)
     init = {n: rng.standard_normal(v.shape) * 0.5 for n, v in net.params.items()}
     net.set_params(init)
-    fc1, fc2, model = _torch_mlp(init, "tanh")
-    W, b = [fc1.weight, fc2.weight], [fc1.bias, fc2.bias]
+    model = TorchMLP(init, "tanh")
+    params = list(model.p.values())
     if opt_id == "adam":
-        topt = torch.optim.Adam(W + b, lr=0.01, betas=(0.8, 0.99))
+        topt = torch.optim.Adam(params, lr=0.01, betas=(0.8, 0.99))
+    elif opt_id == "adam_l2":
+        topt = torch.optim.Adam(model.groups(0.05), lr=0.01, eps=1e-6)
     elif opt_id == "adamw":
-        topt = torch.optim.AdamW([{"params": W, "weight_decay": 0.1},
-                                  {"params": b, "weight_decay": 0.0}], lr=0.01)
+        topt = torch.optim.AdamW(model.groups(0.1), lr=0.01)
+    elif opt_id == "rmsprop":
+        topt = torch.optim.RMSprop(params, lr=0.01, alpha=0.9)
     else:
-        topt = torch.optim.RMSprop(W + b, lr=0.01, momentum=0.5, centered=True)
+        topt = torch.optim.RMSprop(params, lr=0.01, momentum=0.5, centered=True)
     for step in range(4):
         xb, yb = rng.standard_normal((6, 5)), rng.integers(0, 3, 6)
         got = net.step({"x": xb, "y": yb})
@@ -359,12 +378,7 @@ def test_adaptive_optimizers_match_pytorch(rng, opt_id):
         ref.backward()
         topt.step()
         np.testing.assert_allclose(got, ref.item(), rtol=1e-10)
-        p = net.params
-        for name, lin in (("fc1", fc1), ("fc2", fc2)):
-            np.testing.assert_allclose(p[f"{name}/W"], lin.weight.detach().numpy().T,
-                                       rtol=1e-10, atol=1e-13, err_msg=f"{name}/W, step {step}")
-            np.testing.assert_allclose(p[f"{name}/b"], lin.bias.detach().numpy(),
-                                       rtol=1e-10, atol=1e-13, err_msg=f"{name}/b, step {step}")
+        model.assert_matches(net, f"after step {step}")
 
 
 # --- random graphs --------------------------------------------------------------------------
