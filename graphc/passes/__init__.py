@@ -80,6 +80,7 @@ def optimize(graph: Graph, *, verify: bool = False, print_after: str | None = No
     report = PassReport()
     g = graph.copy()
     take_notes(g)  # a graph from an earlier optimize() may carry stale notes
+    g.meta.pop("memory_plan", None)  # and a plan for nodes the passes may remove
     if verify:
         verify_graph(g, "the input to the pass pipeline")
     for p, name in zip(passes, names, strict=True):

@@ -38,6 +38,7 @@ Algorithm.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass, field
 
@@ -193,22 +194,35 @@ def plan_memory(g: Graph) -> MemoryPlan:
     # max over its occupants at every batch size, and mixing the two kinds wastes memory
     # at one end of the batch range or the other.
     slot_sizes: list[list[Size]] = []
-    spans: list[list[tuple[int, int]]] = []  # per slot: occupants' (first, last) steps
+    starts: list[list[int]] = []  # per slot: occupants' first steps, sorted
+    spans: list[list[tuple[int, int]]] = []  # per slot: occupants' (first, last), same order
     kind: list[bool] = []  # per slot: holds batch-sized buffers
     assign: dict = {}
+
+    def fits(s: int, lo: int, hi: int) -> int | None:
+        """Insertion index if [lo, hi] overlaps no occupant of slot s (they are disjoint)."""
+        i = bisect.bisect_left(starts[s], lo)
+        if i > 0 and spans[s][i - 1][1] >= lo:
+            return None
+        if i < len(spans[s]) and spans[s][i][0] <= hi:
+            return None
+        return i
+
     keys = sorted(live, key=lambda k: (-size[k][0], -size[k][1], live[k][0], str(k)))
     for key in keys:
         lo, hi = live[key]
         batched = size[key][0] > 0
-        for s, occupied in enumerate(spans):
-            if kind[s] == batched and all(hi < a or b < lo for a, b in occupied):
+        for s in range(len(slot_sizes)):
+            if kind[s] == batched and (at := fits(s, lo, hi)) is not None:
                 break
         else:
-            s = len(slot_sizes)
+            s, at = len(slot_sizes), 0
             slot_sizes.append([])
+            starts.append([])
             spans.append([])
             kind.append(batched)
-        spans[s].append((lo, hi))
+        starts[s].insert(at, lo)
+        spans[s].insert(at, (lo, hi))
         if size[key] not in slot_sizes[s]:
             slot_sizes[s].append(size[key])
         assign[key] = s

@@ -124,7 +124,7 @@ def simplify(g: Graph) -> Graph:
         changed = False
         outputs = set(g.outputs.values())
         for n in g.toposort():
-            if n not in g or not g.users(n) and n not in g.roots():
+            if g.uses(n) == 0:
                 continue  # dead already (replaced earlier in this round)
             hit = _rewrite(g, n)
             if hit is None:
