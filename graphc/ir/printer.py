@@ -63,14 +63,14 @@ def to_text(g: Graph) -> str:
 
 def to_dot(g: Graph, title: str = "graphc") -> str:
     num = numbering(g)
-    out = [f'digraph "{title}" {{', "  rankdir=TB;", '  node [shape=box, fontname="monospace"];']
+    out = [f'digraph "{_esc(title)}" {{', "  rankdir=TB;", '  node [shape=box, fontname="monospace"];']
     colors = {"source": "lightgrey", "fused": "lightblue", "update": "lightyellow",
               "loss": "mistyrose"}
     for n in g.toposort():
         node = g.node(n)
         label = f"%{num[n]} {node.op}"
         if node.get("name"):
-            label += f" {node.get('name')}"
+            label += f" {_esc(node.get('name'))}"
         elif node.get("act"):
             label += f" {node.get('act')}"
         label += f"\\n{_type(node)}"
@@ -80,10 +80,15 @@ def to_dot(g: Graph, title: str = "graphc") -> str:
         for slot, i in enumerate(g.inputs(n)):
             out.append(f'  n{num[i]} -> n{num[n]} [label="{slot}"];')
     for name, n in g.outputs.items():
-        out.append(f'  out_{_ident(name)} [label="{name}", shape=ellipse];')
+        out.append(f'  out_{_ident(name)} [label="{_esc(name)}", shape=ellipse];')
         out.append(f"  n{num[n]} -> out_{_ident(name)};")
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _esc(s: str) -> str:
+    """A user's name inside a quoted DOT label."""
+    return str(s).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _ident(s: str) -> str:

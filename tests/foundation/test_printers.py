@@ -242,3 +242,14 @@ def test_dot_renders_with_graphviz():
                          capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stderr
     assert "<svg" in res.stdout
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' not installed")
+def test_dot_escapes_quotes_and_backslashes_in_names():
+    x = gc.input('x "raw"', (None, 3))
+    W = gc.parameter("W\\1", (3, 2))
+    g, _ = Graph.from_values({'out "y"': x @ W})
+    dot = printer.to_dot(g, title='a "title"')
+    assert r'x \"raw\"' in dot and r"W\\1" in dot
+    res = subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
