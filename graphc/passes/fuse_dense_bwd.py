@@ -155,6 +155,13 @@ def fuse_dense_bwd(g: Graph) -> Graph:
         if not outs:
             continue
         inputs = [x, W, saved, gy] + ([slope] if slope is not None else [])
+        upstream = g.ancestors_and_self(inputs)
+        if any(u in upstream for u in matched):
+            # E.g. a plain matmul(g, W) in a backward pass looks like a linear layer, and
+            # the forward x @ Wᵀ then looks like its dx: fusing would make a cycle.
+            refuse(pattern, "a product it would absorb is computed before the layer's "
+                   "inputs (fusing would make a cycle)", tuple(matched))
+            continue
         b = g.make("dense_bwd", inputs, name=layer, loc=node.loc, act=act, alpha=alpha,
                    from_y=from_y, outs=outs)
         for k, o in enumerate(outs):
