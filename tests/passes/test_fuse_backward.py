@@ -8,6 +8,7 @@ import graphc as gc
 from graphc.passes.fuse_dense import fuse_dense
 from graphc.passes.fuse_dense_bwd import fuse_dense_bwd
 from graphc.passes.fuse_loss import fuse_loss
+from graphc.passes.simplify import simplify
 
 from .helpers import check_rewrite, graph_of, op, ops, training
 
@@ -172,3 +173,17 @@ def test_other_losses_are_left_alone():
     for loss in (gc.mse, gc.mae, gc.quantile):
         before = training(loss(gc.matmul(x, W), t))
         check_rewrite(fuse_loss, before, before)
+
+
+def test_transposed_weight_product_is_not_taken_for_a_layer_backward():
+    # x @ W.T: its gradient w.r.t. x is a plain matmul(g, W), which fuse_dense makes a
+    # dense[linear]; the forward x @ W.T then looks like that "layer's" dx product.
+    # Absorbing it would make a cycle, so the backward fusion must refuse.
+    x = gc.input("x", (None, 4))
+    t = gc.input("t", (None, 3))
+    W = gc.parameter("W", (3, 4))
+    h = gc.dense(x, 4, activation="tanh", name="fc1")
+    before = fuse_dense(simplify(training(gc.mse(gc.matmul(h, gc.transpose(W)), t))))
+    after = check_rewrite(fuse_dense_bwd, before, None)
+    assert any("cycle" in r.reason for r in refusals(after))
+    assert after.is_acyclic()
