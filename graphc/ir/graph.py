@@ -85,10 +85,9 @@ class Graph:
     def copy(self) -> Graph:
         g = Graph.__new__(Graph)
         g._g = self._g.copy()
-        start = max(self._g.nodes, default=-1) + 1
-        g._ids = itertools.count(start)
-        # Both graphs must keep handing out fresh ids that never collide.
-        self._ids = itertools.count(max(start, next(self._ids)))
+        # Both graphs must keep handing out fresh ids that never collide: the copy
+        # shares the original's counter (two counters would both restart at max + 1).
+        g._ids = self._ids
         g.outputs = dict(self.outputs)
         g.updates = dict(self.updates)
         g.meta = dict(self.meta)
