@@ -74,7 +74,7 @@ class Tensor(Value):
         return mul(other, self)
 
     def __truediv__(self, other):
-        if isinstance(other, int | float):
+        if isinstance(other, int | float | np.integer | np.floating):  # as mul accepts
             return _make("scale", [self], factor=1.0 / float(other))
         raise ShapeError(f"graphc divides tensors only by Python numbers (at {_user_loc()})")
 

@@ -292,3 +292,10 @@ def test_verifier_reports_a_shape_rule_that_crashes():
     g.set_node(W, g.node(W).replace(shape=(3,)))
     with pytest.raises(gc.VerifyError, match=r"dense.*IndexError"):
         verify(g, "tampering")
+
+
+def test_division_by_numpy_scalars_like_multiplication():
+    x = gc.input("x", (None, 2))
+    for d in (2, 2.0, np.float32(2), np.float64(2), np.int64(2)):
+        t = x / d
+        assert t.op == "scale" and t.node.get("factor") == 0.5
