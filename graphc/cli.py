@@ -360,6 +360,7 @@ def add_dump(sub: argparse._SubParsersAction) -> None:
                    help="print the graph after pass PASS (or 'all') while optimizing")
     p.add_argument("--guard", action="store_true",
                    help="check every pass numerically against the reference interpreter")
+    p.add_argument("--batch", type=int, default=32, help="batch size for --profile (32)")
     for extra in DUMP_EXTRAS.values():
         p.add_argument(*extra.flags, dest=extra.dest, help=extra.help, **extra.argparse_kwargs)
     add_common(p)
@@ -392,9 +393,235 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- compiled program for a target (dump --source / --profile, train) --------------------------
+
+def _program_for(target: Target, backend: str = "compiled", dtype: str = "float32"):
+    from graphc.optim import SGD
+    from graphc.runtime.program import Program
+
+    opt = None
+    if target.loss is not None:
+        opt = target.optimizer if target.optimizer is not None else SGD(lr=0.01)
+    return Program(target.graph, loss=target.loss, optimizer=opt,
+                   weight_decay=target.weight_decay, clip_norm=target.clip_norm,
+                   dtype=dtype, backend=backend)
+
+
+def random_feeds(program, batch: int, seed: int = 0) -> dict:
+    """Feeds of the right shapes for profiling: normal floats, labels in range."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, (shape, kind) in program.feed_spec.inputs.items():
+        dims = tuple(batch if d is None else d for d in shape)
+        if kind == "int64":
+            classes = program.feed_spec.label_classes.get(name, 2)
+            feeds[name] = rng.integers(0, classes, dims)
+        else:
+            feeds[name] = rng.standard_normal(dims).astype(program.dtype)
+    return feeds
+
+
+def _source(ctx: DumpContext) -> str:
+    return _program_for(ctx.target)._impl.source
+
+
+def _profile(ctx: DumpContext) -> str:
+    program = _program_for(ctx.target)
+    return program.profile(random_feeds(program, ctx.args.batch)).table()
+
+
+register_dump_extra("source", "--source",
+                    help="print the generated Numba module (train step, forward, fit loop)",
+                    handler=_source)
+register_dump_extra("profile", "--profile",
+                    help="time every fused kernel of the compiled step on random data "
+                         "(batch size: --batch)", handler=_profile)
+
+
+# --- graphc demo -----------------------------------------------------------------------------
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="train a digits classifier end to end, showing each stage",
+                       description="Build a 64-128-64-10 MLP, check its compiled gradients "
+                                   "against finite differences, train it on scikit-learn's "
+                                   "digits with the compiled fit, and compare the step time "
+                                   "with PyTorch eager.")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common(p)
+    p.set_defaults(func=cmd_demo)
+
+
+@cli_command
+def cmd_demo(args: argparse.Namespace) -> int:
+    from graphc import demo
+
+    res = demo.run(epochs=args.epochs, batch_size=args.batch_size, progress=not args.no_progress)
+    return 0 if res["accuracy"] >= 0.9 else EXIT_ERROR
+
+
+# --- graphc train ----------------------------------------------------------------------------
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a model file, spec or saved model on a data set",
+        description="Train TARGET -- path/to/file.py:function (returning the loss of inputs "
+                    "named x and y), a model spec (.json/.toml) or a saved .gcm (training "
+                    "resumes) -- on a data set, then report test metrics and optionally save.")
+    p.add_argument("target", metavar="TARGET")
+    p.add_argument("--data", required=True,
+                   help="digits | mnist:DIR | file.npz | file.csv")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", default=None, help="sgd | adam | adamw | rmsprop")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--validation", type=float, default=0.1,
+                   help="fraction of the training data held out (default 0.1)")
+    p.add_argument("--patience", type=int, default=None, help="early stopping patience")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--no-standardize", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--save", metavar="FILE.gcm", help="save the trained model here")
+    add_common(p)
+    p.set_defaults(func=cmd_train)
+
+
+@cli_command
+def cmd_train(args: argparse.Namespace) -> int:
+    import graphc as gc
+    from graphc.optim import get_optimizer
+
+    data = gc.data.load(args.data)
+    test = data.test_set() if data.x_test is not None else None
+    if test is None:
+        data, test = data.split(validation=0.2, seed=args.seed)
+    train, val = data.split(validation=args.validation, seed=args.seed) \
+        if args.validation else (data, None)
+    if not args.no_standardize:
+        train, stats = train.standardize()
+        val = val.standardize(stats)[0] if val is not None else None
+        test = test.standardize(stats)[0]
+    target = args.target
+    if target.endswith((".json", ".toml")):
+        model = gc.load_spec(target)
+        if args.optimizer or args.lr:
+            raise CLIError("--optimizer/--lr: set the optimizer in the spec file instead")
+        hist = model.fit(train.x, train.y, epochs=args.epochs, batch_size=args.batch_size,
+                         validation_data=(val.x, val.y) if val is not None else None,
+                         seed=args.seed, patience=args.patience,
+                         progress=not args.no_progress)
+        program = model.program
+    else:
+        if target.endswith(".gcm"):
+            program = gc.load(target)
+            if args.optimizer or args.lr:
+                raise CLIError("--optimizer/--lr cannot change a saved model's optimizer")
+        else:
+            t = load_target(target)
+            if t.loss is None:
+                raise CLIError(f"{target} must return a loss to train")
+            missing = {"x", "y"} - set(t.graph.by_name("input"))
+            if missing:
+                raise CLIError(f"{target}: training feeds inputs named 'x' and 'y'; the model "
+                               f"has {', '.join(sorted(t.graph.by_name('input'))) or 'none'}")
+            t.optimizer = get_optimizer(args.optimizer or "sgd", args.lr)
+            program = _program_for(t, dtype=args.dtype)
+        hist = program.fit({"x": train.x, "y": train.y}, epochs=args.epochs,
+                           batch_size=args.batch_size, seed=args.seed, patience=args.patience,
+                           validation={"x": val.x, "y": val.y} if val is not None else None,
+                           progress=not args.no_progress)
+    for i, e in enumerate(hist.epochs):
+        line = f"epoch {e:3d}  loss {hist.loss[i]:.4f}"
+        if hist.val_loss:
+            line += f"  val_loss {hist.val_loss[i]:.4f}"
+        if hist.val_accuracy and hist.val_accuracy[i] == hist.val_accuracy[i]:
+            line += f"  val_acc {hist.val_accuracy[i]:.4f}"
+        print(line + f"  {hist.samples_per_s[i]:,.0f} samples/s")
+    if hist.stop_reason:
+        print(hist.stop_reason)
+    res = program.evaluate({"x": test.x, "y": test.y})
+    print("test " + "  ".join(f"{k} {v:.4f}" for k, v in res.items()))
+    if args.save:
+        program.save(args.save)
+        print(f"saved {args.save}")
+    return 0
+
+
+# --- graphc cache ----------------------------------------------------------------------------
+
+def add_cache(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("cache", help="list, inspect or clear the compiled-module cache",
+                       description="The cache of generated modules and their Numba code "
+                                   "($GRAPHC_CACHE_DIR, default ~/.cache/graphc).")
+    p.add_argument("action", choices=("ls", "info", "clear"))
+    add_common(p)
+    p.set_defaults(func=cmd_cache)
+
+
+@cli_command
+def cmd_cache(args: argparse.Namespace) -> int:
+    import time as _time
+
+    from graphc.codegen import cache
+
+    entries = cache.entries()
+    if args.action == "ls":
+        for e in entries:
+            when = _time.strftime("%Y-%m-%d %H:%M", _time.localtime(e["mtime"]))
+            print(f"g_{e['key'][:16]}  {e['bytes']:>10,} B  {e['native_files']} native files  {when}")
+    elif args.action == "info":
+        total = sum(e["bytes"] for e in entries)
+        trusted = cache.trusted_dir() is not None
+        print(f"cache directory: {cache.cache_dir()}"
+              f"{'' if trusted else ' (not trusted or not writable: compiling in memory)'}")
+        print(f"modules: {len(entries)}, {total:,} bytes")
+    else:
+        print(f"removed {cache.clear()} cached modules from {cache.cache_dir()}")
+    return 0
+
+
+# --- graphc bench ----------------------------------------------------------------------------
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="run the benchmark suite (graphc vs PyTorch, JAX, ...)",
+                       description="Run benchmarks/ (from the repository checkout); every option "
+                                   "after 'bench' goes to the suite: see graphc bench --help-suite",
+                       add_help=True)
+    p.add_argument("suite_args", nargs=argparse.REMAINDER,
+                   help="options for the suite (--configs, --frameworks, --quick, --json, "
+                        "--markdown, --plot, ...)")
+    add_common(p)
+    p.set_defaults(func=cmd_bench)
+
+
+@cli_command
+def cmd_bench(args: argparse.Namespace) -> int:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "suite.py").exists():
+        raise CLIError("graphc bench runs the suite in the repository checkout (benchmarks/); "
+                       "install graphc from a clone with pip install -e .")
+    sys.path.insert(0, str(root))
+    from benchmarks._env import set_thread_env
+
+    suite_args = list(args.suite_args)
+    threads = 2
+    for i, a in enumerate(suite_args):
+        if a == "--threads" and i + 1 < len(suite_args):
+            threads = int(suite_args[i + 1])
+    set_thread_env(threads)
+    from benchmarks.suite import main as suite_main
+
+    return suite_main(suite_args)
+
+
 # --- main ----------------------------------------------------------------------------------
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_dump]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_demo, add_train, add_dump, add_bench, add_cache]
 
 
 def build_parser() -> argparse.ArgumentParser:
