@@ -421,6 +421,14 @@ def alloc_per_step(fn: Callable[[], Any], steps: int = 10, warmup: int = 3) -> d
     return {"peak_bytes": float(statistics.median(peaks)), "net_bytes": (end - start) / steps}
 
 
+def load_average() -> float:
+    """The 1-minute load average (0.0 where the OS does not report one)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def peak_rss_bytes() -> int:
     """The process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -158,13 +158,24 @@ def _table(
     return lines
 
 
+def _load_line(records: Sequence[Record], machine: dict[str, Any]) -> str:
+    loads = [r["value"] for r in records if r["metric"] == "load_average"]
+    if not loads:
+        return "- load average: not recorded"
+    cpus = machine.get("cpu_count") or 0
+    line = f"- load average (1 min) while timing: {min(loads):.2f}–{max(loads):.2f} on {cpus} CPUs"
+    if cpus and max(loads) > cpus:
+        line += " — **the machine was shared: absolute times are noisy; ratios within a round hold better**"
+    return line
+
+
 def markdown(records: Sequence[Record], baseline: str | None = None) -> str:
     """Tables of step time (with ratios vs the baseline and vs the GEMM floor) and the rest."""
     if not records:
         return "No results.\n"
     baseline = choose_baseline(records, baseline)
     configs = _ordered(r["config"] for r in records)
-    frameworks = [f for f in _ordered(r["framework"] for r in records) if f != ROOFLINE]
+    frameworks = [f for f in _ordered(r["framework"] for r in records) if f not in (ROOFLINE, "machine")]
     machine = records[0]["machine"]
     vers = records[0]["versions"]
     idx = _index(records)
@@ -175,6 +186,7 @@ def markdown(records: Sequence[Record], baseline: str | None = None) -> str:
         f"threads pinned to {machine.get('threads', '?')}",
         f"- BLAS (NumPy): {', '.join(machine.get('blas') or ['unknown'])}",
         f"- date: {machine.get('date')}; " + ", ".join(f"{k} {v}" for k, v in vers.items() if v is not None),
+        _load_line(records, machine),
         f"- ratios: framework ÷ baseline **{baseline}** (> 1 = slower than it); "
         "compare figures from one run only.",
         "",

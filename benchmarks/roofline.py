@@ -18,13 +18,14 @@ reach it, so step time ÷ GEMM floor says how much a framework spends beyond the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from benchmarks.configs import Config, get_config
-from benchmarks.harness import interleave, time_fn
+from benchmarks.harness import Interleaved, interleave, time_fn
 
 FLOP_FORMULA = "2*B*(3*sum_i(n_i*m_i) - n_0*m_0)  [fwd + dW every layer + dX all but first]"
 
@@ -99,28 +100,36 @@ def _operands(config: Config, dtype: str, seed: int = 0) -> list[tuple[Any, Any,
     return ops
 
 
-def gemm_floor(
-    config: str | Config, dtype: str = "float32", budget_s: float = 1.0, rounds: int = 3
-) -> dict[str, Any]:
-    """Time the step's GEMMs alone, and each GEMM on its own for its GFLOP/s.
-
-    Returns floor_s (best-round median of all GEMMs back to back), flops, gflops (FLOPs ÷
-    floor), formula, and per_gemm: label, flops, time_s, gflops for each GEMM.
-    """
-    cfg = get_config(config)
-    ops = _operands(cfg, dtype)
+def gemm_floor_fn(config: str | Config, dtype: str = "float32") -> Callable[[], None]:
+    """A callable running the step's GEMMs back to back; the suite times it interleaved with
+    the frameworks' steps, so that the floor and the steps see the same machine load."""
+    ops = _operands(get_config(config), dtype)
     dot = np.dot
 
     def all_gemms() -> None:
         for a, b, c in ops:
             dot(a, b, out=c)
 
-    floor = interleave({"floor": all_gemms}, rounds=rounds, budget_s=budget_s)["floor"]
-    per_gemm = []
+    return all_gemms
+
+
+def per_gemm_times(
+    config: str | Config, dtype: str = "float32", budget_s: float = 1.0
+) -> list[dict[str, Any]]:
+    """Each GEMM of the step timed on its own: label, flops, time_s (median), gflops."""
+    cfg = get_config(config)
+    ops = _operands(cfg, dtype)
+    out = []
     each_budget = max(budget_s / max(len(ops), 1), 0.02)
     for g, (a, b, c) in zip(step_gemms(cfg), ops, strict=True):
-        t = time_fn(lambda a=a, b=b, c=c: dot(a, b, out=c), budget_s=each_budget).median
-        per_gemm.append({"label": g.label, "flops": g.flops, "time_s": t, "gflops": g.flops / t / 1e9})
+        t = time_fn(lambda a=a, b=b, c=c: np.dot(a, b, out=c), budget_s=each_budget).median
+        out.append({"label": g.label, "flops": g.flops, "time_s": t, "gflops": g.flops / t / 1e9})
+    return out
+
+
+def summarize(config: str | Config, floor: Interleaved, per_gemm: list[dict[str, Any]]) -> dict[str, Any]:
+    """The roofline figures of a config from a timed floor (see `gemm_floor`)."""
+    cfg = get_config(config)
     flops = step_flops(cfg)
     floor_s = floor.best_median
     return {
@@ -132,6 +141,19 @@ def gemm_floor(
         "formula": FLOP_FORMULA,
         "per_gemm": per_gemm,
     }
+
+
+def gemm_floor(
+    config: str | Config, dtype: str = "float32", budget_s: float = 1.0, rounds: int = 3
+) -> dict[str, Any]:
+    """Time the step's GEMMs alone (standalone, not interleaved), and each GEMM on its own.
+
+    Returns floor_s (best-round median of all GEMMs back to back), flops, gflops (FLOPs ÷
+    floor), formula, and per_gemm: label, flops, time_s, gflops for each GEMM.
+    """
+    fn = gemm_floor_fn(config, dtype)
+    floor = interleave({"floor": fn}, rounds=rounds, budget_s=budget_s)["floor"]
+    return summarize(config, floor, per_gemm_times(config, dtype, budget_s))
 
 
 def sgemm_peak(n: int = 1024, budget_s: float = 0.5) -> float:

@@ -118,10 +118,9 @@ def run(
         problem = make_problem(cfg, dtype)
         ref = agreement.reference(problem)
         say(f"[{cname}] {cfg.describe()}: roofline")
-        roof = roofline.gemm_floor(cfg, dtype, budget_s=s["roof_budget_s"], rounds=s["rounds"])
-        add(report.ROOFLINE, cname, "step_flops", roof["flops"], "FLOP", formula=roof["formula"])
-        add(report.ROOFLINE, cname, "gemm_floor", roof["floor_s"], "s", stats=roof["floor_stats"])
-        add(report.ROOFLINE, cname, "sgemm_gflops", roof["gflops"], "GFLOP/s", per_gemm=roof["per_gemm"])
+        floor_fn = roofline.gemm_floor_fn(cfg, dtype)
+        per_gemm = roofline.per_gemm_times(cfg, dtype, budget_s=s["roof_budget_s"])
+        load_before = harness.load_average()
 
         peers: dict[str, Any] = {}
         for name, spec in specs.items():
@@ -181,11 +180,18 @@ def run(
                 if metric not in getattr(p, "skip_metrics", ()) and hasattr(p, metric)
             }
 
-        if "step" in measure and (fns := {n: p.step for n, p in timed("step").items()}):
-            say(f"[{cname}] timing steps: {', '.join(fns)}")
-            res = harness.interleave(fns, s["rounds"], s["budget_s"], on_error=partial(on_error, "step_time"))
-            for n, t in res.items():
-                add(n, cname, "step_time", t.best_median, "s", stats=t.summary())
+        # The GEMM floor is timed in the same interleaved rounds as the steps, so that the
+        # ratio step / floor compares figures measured under the same machine load.
+        fns = {n: p.step for n, p in timed("step").items()} if "step" in measure else {}
+        fns[report.ROOFLINE] = floor_fn
+        say(f"[{cname}] timing steps: {', '.join(fns)}")
+        res = harness.interleave(fns, s["rounds"], s["budget_s"], on_error=partial(on_error, "step_time"))
+        roof = roofline.summarize(cfg, res.pop(report.ROOFLINE), per_gemm)
+        add(report.ROOFLINE, cname, "step_flops", roof["flops"], "FLOP", formula=roof["formula"])
+        add(report.ROOFLINE, cname, "gemm_floor", roof["floor_s"], "s", stats=roof["floor_stats"])
+        add(report.ROOFLINE, cname, "sgemm_gflops", roof["gflops"], "GFLOP/s", per_gemm=per_gemm)
+        for n, t in res.items():
+            add(n, cname, "step_time", t.best_median, "s", stats=t.summary())
         if "infer" in measure:
             for bs in infer_batches:
                 x = np.ascontiguousarray(np.resize(problem.X, (bs, problem.X.shape[1])))
@@ -250,6 +256,18 @@ def run(
                     continue
                 add(n, cname, "compile_cold", ct["cold_s"], "s", import_s=ct["cold_import_s"])
                 add(n, cname, "compile_warm", ct["warm_s"], "s", import_s=ct["warm_import_s"])
+        # Other processes' load (1-min average) around this config: > CPU count means the
+        # machine was shared while timing, and absolute figures are unreliable.
+        load_after = harness.load_average()
+        add(
+            "machine",
+            cname,
+            "load_average",
+            max(load_before, load_after),
+            "",
+            before=load_before,
+            after=load_after,
+        )
         peers.clear()
         gc.collect()
 

@@ -12,6 +12,19 @@ Registry: `PEERS` maps a framework name to the dotted path of its module, import
 when that framework is asked for (so a missing torch never breaks ``import benchmarks``).
 The graphc adapters are listed already; until their modules exist they are reported as
 skipped, and adding another framework is one line here or one `register()` call.
+
+Writing an adapter (e.g. ``graphc_step.py``): copy ``numpy_hand.py``'s shape.
+- ``available()``: try the import, return ``(False, "why; install hint")`` on failure.
+- ``build(problem)``: build the model from ``problem.weights`` ((W (in, out), b) per layer,
+  relu hidden layers, ``problem.config.loss`` "sce" or "sigmoid_mse"), plain SGD with
+  ``problem.lr``; keep ``problem.x``/``problem.y`` ready so ``step()`` does no conversion;
+  raise ``Unsupported(reason)`` for a config it cannot run (recorded as skipped).
+- ``step()`` returns the loss *before* the update as a Python float; ``fit(epochs)`` walks
+  ``problem.batches()`` in order; ``weights()`` lets the agreement check compare the update.
+- ``skip_metrics = {"step"}`` on the peer object keeps a metric out of the timings (e.g. a
+  fit-only adapter); ``note`` is printed in the report.
+- Module-level ``COMPILES = True`` and ``cache_env(dir) -> {"GRAPHC_CACHE_DIR": dir}`` make
+  ``--compile-times`` measure cold and warm compilation in fresh processes.
 """
 
 from __future__ import annotations

@@ -23,7 +23,9 @@ from benchmarks import agreement, report, roofline, suite  # noqa: E402
 from benchmarks.configs import CONFIGS, make_problem  # noqa: E402
 from benchmarks.peers import PeerSpec, numpy_hand, resolve  # noqa: E402
 
-FAST = ["torch_eager", "jax_jit", "autograd", "numpy_hand", "sklearn"]
+FAST = ["graphc", "graphc_reference", "torch_eager", "jax_jit", "autograd", "numpy_hand", "sklearn"]
+# An adapter whose module does not exist: it must be reported as skipped, never dropped.
+MISSING = {"not_written": "benchmarks.peers._adapter_not_written"}
 
 
 def _installed(name: str) -> bool:
@@ -35,13 +37,14 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Pat
     out = tmp_path_factory.mktemp("bench")
     records = suite.run(
         ["xor", "small"],
-        FAST + ["graphc"],  # graphc's adapter is not written yet: must show up as skipped
+        FAST,
         quick=True,
         budget_s=0.03,
         rounds=1,
         out_json=str(out / "r.json"),
         out_md=str(out / "r.md"),
         out_png=str(out / "r.png"),
+        extra_peers=MISSING,
         log=None,
     )
     return records, out
@@ -78,9 +81,9 @@ def test_every_installed_framework_timed_or_reported(quick_run):
                 assert r["status"] == "ok" and r["value"] > 0, r
             else:
                 assert r["status"] == "skipped" and "install" in r["reason"]
-    # never dropped silently: the missing graphc adapter is a skipped record with its reason
-    g = step[("graphc", "xor")]
-    assert g["status"] == "skipped" and "graphc_step" in g["reason"]
+    # never dropped silently: the missing adapter is a skipped record with its reason
+    g = step[("not_written", "xor")]
+    assert g["status"] == "skipped" and "_adapter_not_written.py not written yet" in g["reason"]
 
 
 def test_all_frameworks_agree_on_first_loss(quick_run):
