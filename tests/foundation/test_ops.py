@@ -170,6 +170,7 @@ def test_vjp_inner_product(spec_id):
         return h.loss_at(f, p)
 
     rhs = (moved(1) - moved(-1)) / (2 * step)
+    # One number summing up to ~100 products: 10x the element-wise atol for its rounding.
     np.testing.assert_allclose(lhs, rhs, rtol=RTOL, atol=ATOL * 10)
 
 
