@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphc.errors import ShapeError
-from graphc.ir.node import FLOAT, TUPLE
+from graphc.ir.node import FLOAT, TUPLE, shape_str
 from graphc.ops.activation import act_derivative, act_forward, sigmoid, softmax_ref
 from graphc.ops.base import Op, register
 from graphc.ops.loss import check_labels, onehot
@@ -39,6 +39,20 @@ class GetItem(Op):
         return xs[0][attrs["index"]]
 
 
+def _check_layer(ins, attrs, arity: int) -> None:
+    """Rules shared by dense and dense_bwd: (x, W, ...) with x @ W defined, a prelu slope
+    of shape (units,) last; fused nodes are checked like the ops they replace."""
+    if len(ins) != arity:
+        raise ShapeError(f"takes {arity} inputs for act={attrs['act']!r}, got {len(ins)}")
+    x, W = ins[0], ins[1]
+    if x.ndim != 2 or W.ndim != 2 or x.shape[1] != W.shape[0]:
+        raise ShapeError(f"x {shape_str(x.shape)} and weight {shape_str(W.shape)} do not "
+                         "make a layer")
+    if attrs["act"] == "prelu" and ins[-1].shape != W.shape[1:]:
+        raise ShapeError(f"prelu slope {shape_str(ins[-1].shape)} does not match the weight "
+                         f"{shape_str(W.shape)}")
+
+
 def _dense_inputs(xs, attrs):
     it = iter(xs)
     x, W = next(it), next(it)
@@ -57,7 +71,11 @@ class Dense(Op):
     defaults = {"alpha": None, "has_bias": True, "save_z": False}
 
     def infer(self, ins, attrs):
+        _check_layer(ins, attrs, 2 + bool(attrs["has_bias"]) + (attrs["act"] == "prelu"))
         x, W = ins[0], ins[1]
+        if attrs["has_bias"] and ins[2].shape != W.shape[1:]:
+            raise ShapeError(f"dense bias {shape_str(ins[2].shape)} does not match the weight "
+                             f"{shape_str(W.shape)}")
         shape = (x.shape[0], W.shape[1])
         if attrs["save_z"]:
             return (shape, shape), TUPLE
@@ -86,7 +104,12 @@ class DenseBwd(Op):
     defaults = {"alpha": None}
 
     def infer(self, ins, attrs):
+        _check_layer(ins, attrs, 4 + (attrs["act"] == "prelu"))
         x, W = ins[0], ins[1]
+        for what, n in (("saved value", ins[2]), ("output gradient", ins[3])):
+            if n.shape != (x.shape[0], W.shape[1]):
+                raise ShapeError(f"dense_bwd {what} {shape_str(n.shape)} does not match the "
+                                 f"layer's output {shape_str((x.shape[0], W.shape[1]))}")
         shapes = {"dx": x.shape, "dW": W.shape, "db": W.shape[1:], "da": W.shape[1:]}
         return tuple(shapes[o] for o in attrs["outs"]), TUPLE
 

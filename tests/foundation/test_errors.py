@@ -282,16 +282,37 @@ def test_feed_errors_at_run_time():
         f(np.zeros((2, 4)))
 
 
-def test_verifier_reports_a_shape_rule_that_crashes():
-    """A tampered fused node whose shape rule fails with a plain Python error."""
+def _fused_layer():
     x = gc.input("x", (None, 3))
     g, _ = Graph.from_values({"x": x})
     W = g.add(gc.parameter("W", (3, 4)).node)
-    g.outputs["d"] = g.make("dense", [g.outputs["x"], W], act="relu", has_bias=False)
+    b = g.add(gc.parameter("b", (4,), init="zeros").node)
+    d = g.make("dense", [g.outputs["x"], W, b], act="tanh", save_z=True)
+    y = g.make("getitem", [d], index=0)
+    g.outputs["y"] = y
     verify(g)
-    g.set_node(W, g.node(W).replace(shape=(3,)))
-    with pytest.raises(gc.VerifyError, match=r"dense.*IndexError"):
+    return g, W, b, d, y
+
+
+def test_verifier_reports_a_shape_rule_that_crashes():
+    """A tampered attribute makes a shape rule fail with a plain Python error."""
+    g, W, b, d, y = _fused_layer()
+    g.set_node(y, g.node(y).replace(attrs={"index": None}))
+    with pytest.raises(gc.VerifyError, match=r"getitem.*TypeError"):
         verify(g, "tampering")
+
+
+@pytest.mark.parametrize("what", ["W", "b", "arity"])
+def test_verifier_checks_fused_layers_like_the_ops_they_replace(what):
+    g, W, b, d, y = _fused_layer()
+    if what == "W":
+        g.set_node(W, g.node(W).replace(shape=(5, 4)))  # x @ W no longer defined
+    elif what == "b":
+        g.set_node(b, g.node(b).replace(shape=(3,)))
+    else:
+        g.set_inputs(d, g.inputs(d)[:2])  # the node still says has_bias
+    with pytest.raises(gc.VerifyError, match="dense"):
+        verify(g)
 
 
 def test_division_by_numpy_scalars_like_multiplication():
