@@ -166,6 +166,9 @@ class PReLUSlopeGrad(Op):
     fusion_kind = "reduce"
 
     def infer(self, ins, attrs):
+        if ins[0].ndim == 0 or ins[0].shape != ins[1].shape:
+            raise ShapeError(f"prelu_da takes (z, g) of one shape, got {shape_str(ins[0].shape)} "
+                             f"and {shape_str(ins[1].shape)}")
         return ins[0].shape[-1:], ins[0].dtype
 
     def reference(self, xs, attrs):

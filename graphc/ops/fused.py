@@ -19,8 +19,8 @@ import numpy as np
 from graphc.errors import ShapeError
 from graphc.ir.node import FLOAT, TUPLE, shape_str
 from graphc.ops.activation import act_derivative, act_forward, sigmoid, softmax_ref
-from graphc.ops.base import Op, register
-from graphc.ops.loss import check_labels, onehot
+from graphc.ops.base import OPS, Op, register
+from graphc.ops.loss import check_labels, loss_grad_shape, onehot
 
 
 @register
@@ -139,6 +139,7 @@ class SceFused(Op):
     fusion_kind = "fused"
 
     def infer(self, ins, attrs):
+        OPS["softmax_cross_entropy"].infer(ins, {})  # (logits, labels) as the unfused loss
         return ((), ins[0].shape), TUPLE
 
     def reference(self, xs, attrs):
@@ -158,7 +159,7 @@ class SceBwd(Op):
     fusion_kind = "fused"
 
     def infer(self, ins, attrs):
-        return ins[0].shape, FLOAT
+        return loss_grad_shape("softmax_cross_entropy", ins), FLOAT
 
     def reference(self, xs, attrs):
         p, y, g = xs
@@ -177,6 +178,7 @@ class BceFused(Op):
     fusion_kind = "fused"
 
     def infer(self, ins, attrs):
+        OPS["binary_cross_entropy"].infer(ins, {})
         return ((), ins[0].shape), TUPLE
 
     def reference(self, xs, attrs):
@@ -195,7 +197,7 @@ class BceBwd(Op):
     fusion_kind = "fused"
 
     def infer(self, ins, attrs):
-        return ins[0].shape, FLOAT
+        return loss_grad_shape("binary_cross_entropy", ins), FLOAT
 
     def reference(self, xs, attrs):
         s, t, g = xs

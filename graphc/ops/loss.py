@@ -11,7 +11,7 @@ import numpy as np
 from graphc.errors import FeedError, ShapeError
 from graphc.ir.node import FLOAT, INT, shape_str
 from graphc.ops.activation import log_softmax_ref, sigmoid, softmax_ref
-from graphc.ops.base import Op, register, require_float
+from graphc.ops.base import OPS, Op, register, require_float
 
 LOSS_NAMES = ("softmax_cross_entropy", "binary_cross_entropy", "mse", "mae", "quantile")
 
@@ -32,6 +32,15 @@ def onehot(labels: np.ndarray, classes: int, dtype) -> np.ndarray:
     t = np.zeros((labels.shape[0], classes), dtype=dtype)
     t[np.arange(labels.shape[0]), labels] = 1
     return t
+
+
+def loss_grad_shape(loss: str, ins) -> tuple:
+    """Shape of a loss gradient node (pred-like, target, scalar cotangent): the pair must
+    pass the loss's own rule and the cotangent must be a scalar, like the loss."""
+    OPS[loss].infer(ins[:2], {"q": 0.5})
+    if ins[2].shape != ():
+        raise ShapeError(f"the cotangent of a loss must be a scalar, got {shape_str(ins[2].shape)}")
+    return ins[0].shape
 
 
 @register
@@ -85,7 +94,7 @@ class SceGrad(Op):
     fusion_kind = "loss"
 
     def infer(self, ins, attrs):
-        return ins[0].shape, ins[0].dtype
+        return loss_grad_shape("softmax_cross_entropy", ins), ins[0].dtype
 
     def reference(self, xs, attrs):
         z, y, g = xs
@@ -166,6 +175,7 @@ class LossGrad(Op):
     defaults = {"q": None}
 
     def infer(self, ins, attrs):
+        loss_grad_shape("softmax_cross_entropy" if attrs["kind"] == "sce" else attrs["kind"], ins)
         return (ins[1].shape if attrs["wrt"] == "target" else ins[0].shape), ins[0].dtype
 
     def reference(self, xs, attrs):

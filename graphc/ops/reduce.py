@@ -6,7 +6,7 @@ import numpy as np
 
 from graphc.errors import ShapeError
 from graphc.ir.node import shape_str
-from graphc.ops.base import Op, register
+from graphc.ops.base import Op, broadcast, register
 
 
 def _reduced_shape(shape: tuple, axis: int | None) -> tuple:
@@ -84,6 +84,8 @@ class ExpandTo(Op):
     fusion_kind = "broadcast"
 
     def infer(self, ins, attrs):
+        if broadcast(ins[0].shape, ins[1].shape) != ins[1].shape:
+            raise ShapeError(f"cannot expand {shape_str(ins[0].shape)} to {shape_str(ins[1].shape)}")
         return ins[1].shape, ins[0].dtype
 
     def reference(self, xs, attrs):
@@ -104,6 +106,9 @@ class Expand(Op):
     defaults = {"axis": None, "mean": False}
 
     def infer(self, ins, attrs):
+        if _reduced_shape(ins[1].shape, attrs["axis"]) != ins[0].shape:
+            raise ShapeError(f"{shape_str(ins[0].shape)} is not {shape_str(ins[1].shape)} reduced "
+                             f"over axis {attrs['axis']}")
         return ins[1].shape, ins[0].dtype
 
     def reference(self, xs, attrs):

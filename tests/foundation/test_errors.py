@@ -320,3 +320,28 @@ def test_division_by_numpy_scalars_like_multiplication():
     for d in (2, 2.0, np.float32(2), np.float64(2), np.int64(2)):
         t = x / d
         assert t.op == "scale" and t.node.get("factor") == 0.5
+
+
+def _grad_graph(loss_fn):
+    x = gc.input("x", (None, 3))
+    t = gc.input("t", (None, 3))
+    loss = loss_fn(gc.tanh(x), t)
+    dx, = gc.grad(loss, [x])
+    g, _ = Graph.from_values({"dx": dx})
+    verify(g)
+    return g
+
+
+@pytest.mark.parametrize("op, loss_fn", [
+    ("sce_grad", gc.softmax_cross_entropy), ("loss_grad", gc.mse),
+    ("loss_grad", gc.binary_cross_entropy), ("expand", lambda p, t: gc.mean(p * t)),
+])
+def test_verifier_checks_gradient_nodes(op, loss_fn):
+    """Rewire a gradient node's cotangent to a non-scalar: its own rule must object."""
+    g = _grad_graph(loss_fn)
+    n = g.find(op)[0]
+    ins = g.inputs(n)
+    tanh = g.find("tanh")[0]
+    g.set_inputs(n, [*ins[:-1], tanh] if op != "expand" else [tanh, ins[1]])
+    with pytest.raises(gc.VerifyError, match=op):
+        verify(g)
