@@ -264,3 +264,13 @@ def test_kinks_follow_torch(spec_id):
         t[::2, ::2] = x[::2, ::2] = 0.7
         feeds["t"] = t
     _check_against_torch(h, feeds, params)
+
+
+@pytest.mark.xfail(reason="runtime/feeds.py: np.ascontiguousarray makes a 0-D feed 1-D, so the "
+                   "reference backend refuses scalar inputs (not fixed here: runtime is not "
+                   "in this suite's scope)", raises=gc.FeedError, strict=False)
+def test_scalar_feeds_on_the_reference_backend():
+    s = gc.input("s", ())
+    x = gc.input("x", (None, 2))
+    f = gc.function([x, s], [x * s], backend="reference", dtype="float64")
+    np.testing.assert_array_equal(f(np.ones((2, 2)), np.asarray(3.0))[0], np.full((2, 2), 3.0))
