@@ -75,6 +75,8 @@ class Tensor(Value):
 
     def __truediv__(self, other):
         if isinstance(other, int | float | np.integer | np.floating):  # as mul accepts
+            if float(other) == 0.0:
+                raise GraphError(f"division of a tensor by zero (at {_user_loc()})")
             return _make("scale", [self], factor=1.0 / float(other))
         raise ShapeError(f"graphc divides tensors only by Python numbers (at {_user_loc()})")
 

@@ -74,7 +74,7 @@ class FeedSpec:
             if arr.dtype.kind not in "iu":
                 raise FeedError(f"feed {name!r}: expected integer labels (int64), got "
                                 f"{arr.dtype} (cast with .astype(np.int64) if they are whole)")
-            arr = np.ascontiguousarray(arr, dtype=np.int64)
+            arr = np.asarray(arr, dtype=np.int64, order="C")
             classes = self.label_classes.get(name)
             if classes is not None and arr.size:
                 lo, hi = int(arr.min()), int(arr.max())
@@ -84,7 +84,7 @@ class FeedSpec:
             return arr
         if arr.dtype.kind not in "fiu":
             raise FeedError(f"feed {name!r}: expected a real float array, got {arr.dtype}")
-        return np.ascontiguousarray(arr, dtype=dtype)
+        return np.asarray(arr, dtype=dtype, order="C")
 
 
 def _as_array(name: str, value: object) -> np.ndarray:

@@ -266,11 +266,15 @@ def test_kinks_follow_torch(spec_id):
     _check_against_torch(h, feeds, params)
 
 
-@pytest.mark.xfail(reason="runtime/feeds.py: np.ascontiguousarray makes a 0-D feed 1-D, so the "
-                   "reference backend refuses scalar inputs (not fixed here: runtime is not "
-                   "in this suite's scope)", raises=gc.FeedError, strict=False)
-def test_scalar_feeds_on_the_reference_backend():
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
+def test_scalar_feeds(backend):
     s = gc.input("s", ())
     x = gc.input("x", (None, 2))
-    f = gc.function([x, s], [x * s], backend="reference", dtype="float64")
+    f = gc.function([x, s], [x * s], backend=backend, dtype="float64")
     np.testing.assert_array_equal(f(np.ones((2, 2)), np.asarray(3.0))[0], np.full((2, 2), 3.0))
+
+
+def test_division_by_zero_is_a_graph_error():
+    x = gc.input("x", (None, 2))
+    with pytest.raises(gc.GraphError, match="division of a tensor by zero"):
+        x / 0
