@@ -74,14 +74,17 @@ class FeedSpec:
             if arr.dtype.kind not in "iu":
                 raise FeedError(f"feed {name!r}: expected integer labels (int64), got "
                                 f"{arr.dtype} (cast with .astype(np.int64) if they are whole)")
-            arr = np.asarray(arr, dtype=np.int64, order="C")
             classes = self.label_classes.get(name)
-            if classes is not None and arr.size:
+            if arr.size and (classes is not None or arr.dtype == np.uint64):
+                # On the caller's array, before the cast: a uint64 label above
+                # 2**63 - 1 would otherwise wrap to a negative int64.
                 lo, hi = int(arr.min()), int(arr.max())
-                if lo < 0 or hi >= classes:
+                top = classes if classes is not None else 2**63
+                if lo < 0 or hi >= top:
                     bad = lo if lo < 0 else hi
-                    raise FeedError(f"feed {name!r}: label {bad} out of range [0, {classes})")
-            return arr
+                    where = f"[0, {classes})" if classes is not None else "of int64"
+                    raise FeedError(f"feed {name!r}: label {bad} out of range {where}")
+            return np.asarray(arr, dtype=np.int64, order="C")
         if arr.dtype.kind not in "fiu":
             raise FeedError(f"feed {name!r}: expected a real float array, got {arr.dtype}")
         return np.asarray(arr, dtype=dtype, order="C")
