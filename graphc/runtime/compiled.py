@@ -23,6 +23,7 @@ from graphc.codegen.module import (
 )
 from graphc.errors import CompileError, FeedError, NumericsError
 from graphc.ir.graph import Graph
+from graphc.runtime.feeds import check_allocation, gib
 
 
 def _optimize(graph: Graph, verify: bool, guard: bool):
@@ -56,12 +57,15 @@ class Entry:
     def workspace(self, n: int, dtype: np.dtype) -> np.ndarray:
         ws = self.workspaces.get(n)
         if ws is None:
-            elems = self.layout.offsets(n)[-1]
+            offs = self.layout.offsets(n)
+            elems = offs[-1]
+            what = f"batch size {n}: the {self.name} workspace"
+            check_allocation(elems * dtype.itemsize, what)
             try:
                 ws = np.empty(max(elems, 1), dtype=dtype)
             except (MemoryError, ValueError) as e:
-                raise FeedError(f"batch size {n} needs a {elems * dtype.itemsize / 2**30:.1f} GiB "
-                                f"workspace, which cannot be allocated ({e})") from None
+                raise FeedError(f"{what} ({gib(elems * dtype.itemsize)}) cannot be allocated "
+                                f"({e})") from None
             self.workspaces[n] = ws
         return ws
 

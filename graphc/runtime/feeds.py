@@ -14,10 +14,14 @@ never reach a kernel.  Rules (documented in the README):
   since 2.7 is no class) and must lie in [0, classes) when they feed a
   classification loss;
 * non-contiguous and Fortran-order arrays are copied to C order.
+* a copy (or, in the compiled backend, a workspace) larger than the machine's
+  physical memory is refused with a FeedError before anything is allocated
+  (:func:`check_allocation`), so a huge batch never reaches native code.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -84,10 +88,43 @@ class FeedSpec:
                     bad = lo if lo < 0 else hi
                     where = f"[0, {classes})" if classes is not None else "of int64"
                     raise FeedError(f"feed {name!r}: label {bad} out of range {where}")
-            return np.asarray(arr, dtype=np.int64, order="C")
+            return _c_array(name, arr, np.dtype(np.int64))
         if arr.dtype.kind not in "fiu":
             raise FeedError(f"feed {name!r}: expected a real float array, got {arr.dtype}")
+        return _c_array(name, arr, np.dtype(dtype))
+
+
+def check_allocation(nbytes: int, what: str) -> None:
+    """Refuse an allocation larger than the machine's physical memory, before trying it.
+
+    Where the OS overcommits, ``np.empty`` of such a size succeeds lazily and
+    the process is killed once the memory is touched; refusing up front gives
+    the same clear :class:`FeedError` on every system.
+    """
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: MemoryError still applies
+        return
+    if ram > 0 and nbytes > ram:
+        raise FeedError(f"{what} needs {gib(nbytes)}, more than this machine's {gib(ram)} "
+                        "of memory: use a smaller batch")
+
+
+def gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB"
+
+
+def _c_array(name: str, arr: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``arr`` as a C-ordered array of ``dtype`` (0-D stays 0-D), copied only if needed."""
+    if arr.dtype == dtype and arr.flags.c_contiguous:
+        return arr
+    what = f"feed {name!r}: the C-ordered {dtype} copy of its {shape_str(arr.shape)} array"
+    nbytes = arr.size * dtype.itemsize
+    check_allocation(nbytes, what)
+    try:
         return np.asarray(arr, dtype=dtype, order="C")
+    except MemoryError:
+        raise FeedError(f"{what} ({gib(nbytes)}) cannot be allocated") from None
 
 
 def _as_array(name: str, value: object) -> np.ndarray:
