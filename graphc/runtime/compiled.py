@@ -66,6 +66,9 @@ class Entry:
             except (MemoryError, ValueError) as e:
                 raise FeedError(f"{what} ({gib(elems * dtype.itemsize)}) cannot be allocated "
                                 f"({e})") from None
+            # The status word is read whenever a call returns NaN: it must start at 0,
+            # not hold whatever np.empty left there.
+            ws[offs[self.layout.slot_of["status"]]] = 0
             self.workspaces[n] = ws
         return ws
 
