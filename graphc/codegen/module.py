@@ -104,10 +104,11 @@ def fit_source(feeds: list[str], cache: bool) -> str:
     non-finite loss (returning how many steps ran).
     """
     k = len(feeds)
-    srcs = ", ".join(f"f_{i}" for i in range(k))
-    bufs = ", ".join(f"b_{i}" for i in range(k))
+    # (a training graph may have no feeds at all: a loss of the parameters alone)
+    args = ", ".join(["arena", "ws", "bs", "lr", "step0", "perm", "losses",
+                      *(f"f_{i}" for i in range(k)), *(f"b_{i}" for i in range(k))])
     lines = [f"@njit(cache={cache}, nogil=True, fastmath=FASTMATH)",
-             f"def fit_loop(arena, ws, bs, lr, step0, perm, losses, {srcs}, {bufs}):",
+             f"def fit_loop({args}):",
              "    total = perm.size",
              "    nb = (total + bs - 1) // bs",
              "    for b in range(nb):",
@@ -115,8 +116,8 @@ def fit_source(feeds: list[str], cache: bool) -> str:
              "        m = min(bs, total - start)"]
     for i in range(k):
         lines.append(f"        K_gather.gather_rows(f_{i}, perm, start, m, b_{i})")
-    views = ", ".join(f"b_{i}[:m]" for i in range(k))
-    lines += [f"        loss = train_step(arena, ws, m, lr, step0 + b + 1, {views})",
+    views = "".join(f", b_{i}[:m]" for i in range(k))
+    lines += [f"        loss = train_step(arena, ws, m, lr, step0 + b + 1{views})",
               "        losses[b] = loss",
               "        if not np.isfinite(loss):",
               "            return b + 1",
