@@ -68,6 +68,12 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
     for name in feeds:
         if program.feed_spec.inputs[name][0][:1] != (None,):
             raise FeedError(f"fit: feed {name!r} has no batch dimension to iterate over")
+    if not feeds:
+        raise FeedError("fit: this program takes no feeds, so there are no examples to "
+                        "iterate over; call step({}) instead")
+    if total == 0:
+        raise FeedError(f"fit: the training data has 0 examples (feeds "
+                        f"{', '.join(sorted(feeds))} have batch size 0)")
     val = None
     if validation is not None:
         val, _ = program.feed_spec.validate(_data_dict(validation), program.dtype)
