@@ -17,7 +17,7 @@ documented there).
 
 import numpy as np
 from graphc.kernels._util import FASTMATH, like
-from graphc.kernels.mathfn import exp_, sigmoid_, tanh_
+from graphc.kernels.mathfn import exp_, expm1_, sigmoid_, tanh_
 from numba import njit
 
 LINEAR = 0
@@ -73,8 +73,9 @@ def leaky_relu(v, al):
 
 @njit(fastmath=FASTMATH)
 def elu(v, al):
-    # Conditional expression, so the pure-Python path never evaluates exp of a large z.
-    return al * (exp_(v) - like(v, 1.0)) if v <= 0 else v
+    # expm1, not exp - 1, which cancels near 0 (elu(-1e-8) came out 0).  Conditional
+    # expression, so the pure-Python path never evaluates exp of a large z.
+    return al * expm1_(v) if v <= 0 else v
 
 
 @njit(fastmath=FASTMATH)
