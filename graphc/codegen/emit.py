@@ -511,9 +511,10 @@ class Emitter:
         z, t = ins
         loss, s = self._tuple_bufs(n, 2)
         self.lines.append(f"    {loss}[0] = K_loss.bce_fwd({self.flat(z)}, {self.flat(t)})")
-        if s != "None":
-            self.lines.append(f"    K_act.act_fwd(2, 0.0, E1, {self.two_d(z)}, "
-                              f"{s}.reshape((1, {_size(self.g.node(z).shape)})))")
+        if s != "None":  # sigmoid(z), both viewed as one row (act_fwd loops over z's shape)
+            size = _size(self.g.node(z).shape)
+            self.lines.append(f"    K_act.act_fwd(2, 0.0, E1, {self.flat(z)}.reshape((1, {size})), "
+                              f"{s}.reshape((1, {size})))")
 
     def op_bce_bwd(self, n, node, ins):
         self._buf(n)
