@@ -343,9 +343,10 @@ class Emitter:
 
     # reductions
     def _count(self, n: int, axis) -> str:
+        """How many elements a mean over ``axis`` of n averages, as a parenthesised expression."""
         shape = self.g.node(n).shape
         if axis is None:
-            return _size(shape) if shape != () else "1"
+            return f"({_size(shape)})" if shape != () else "1"
         d = shape[axis]
         return "n" if d is None else str(d)
 
@@ -401,8 +402,11 @@ class Emitter:
         axis = node.get("axis")
         ls = self.g.node(like).shape
         if axis is None or len(ls) <= 1:
-            scale = f" / {self._count(like, None)}" if node.get("mean") else ""
-            self.lines.append(f"    K_ew.broadcast_fill({self.flat(n)}, {self.v(gsrc)}[0]{scale})")
+            value = f"{self.v(gsrc)}[0]"
+            if node.get("mean"):  # a mean of nothing has no elements to fill: no 1/0
+                cnt = self._count(like, None)
+                value = f"{value} / {cnt} if {cnt} else np.nan"
+            self.lines.append(f"    K_ew.broadcast_fill({self.flat(n)}, {value})")
             return
         if axis == 0:
             self.lines.append(f"    K_ew.broadcast_rows({self.flat(gsrc)}, {self.v(n)})")
