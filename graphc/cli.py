@@ -204,18 +204,16 @@ def load_target(target: str) -> Target:
 
 def _load_saved(path: str) -> Target:
     from graphc.errors import GraphcError, ModelFileError
-    from graphc.io import load_model
-    from graphc.ir.printer import from_json
+    from graphc.io import graph_from_meta, load_model
     from graphc.optim import from_config
 
     meta, _ = load_model(path)
-    if "graph" not in meta:
-        raise ModelFileError(f"{path}: the model file holds no graph")
+    graph = graph_from_meta(meta, path)  # verified: shapes, dtypes, arity, no cycle
     try:
-        graph = from_json(meta["graph"])
         opt = from_config(meta["optimizer"]) if meta.get("optimizer") else None
-    except (KeyError, TypeError, ValueError, GraphcError) as e:
-        raise ModelFileError(f"{path}: invalid graph description ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, GraphcError) as e:
+        raise ModelFileError(f"{path}: invalid optimizer description ({type(e).__name__}: "
+                             f"{e})") from None
     loss = meta.get("loss", "loss" if "loss" in graph.outputs else None)
     return Target(path, graph, loss if loss in graph.outputs else None, opt,
                   float(meta.get("weight_decay") or 0.0), meta.get("clip_norm"))

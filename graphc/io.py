@@ -569,25 +569,89 @@ def save_program(program: Any, path: str | os.PathLike[str]) -> None:
     save_model(path, meta, arrays)
 
 
+def graph_from_meta(meta: dict[str, Any], path: Any) -> Any:
+    """The graph a model file describes, checked like the verifier checks a pass's output.
+
+    The header's checksum only proves the file was not corrupted, not that its
+    writer was honest or bug-free: a graph whose recorded shapes disagree with
+    its ops' shape rules would make the generated code index past its buffers.
+    Every node is re-derived from its inputs (and every leaf from its attributes)
+    before the graph is used; any failure is a :class:`ModelFileError`.
+    """
+    from graphc.ir.printer import from_json
+    from graphc.ir.verify import verify
+    from graphc.ops import build_node
+
+    if not isinstance(meta.get("graph"), dict):
+        raise ModelFileError(f"{path}: the model file holds no graph (found "
+                             f"{type(meta.get('graph')).__name__})")
+    try:
+        graph = from_json(meta["graph"])
+        for n in graph.toposort():
+            node = graph.node(n)
+            if not graph.inputs(n):  # leaves: the recorded shape must be the attributes' one
+                again = build_node(node.op, [], node.attr)
+                if (again.shape, again.dtype) != (node.shape, node.dtype):
+                    raise ModelFileError(f"node %{n} {node.op} records {node.shape} {node.dtype} "
+                                         f"but its attributes give {again.shape} {again.dtype}")
+        verify(graph, "loading")
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: invalid graph: {e}") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: invalid graph: nested too deeply") from None
+    except Exception as e:  # noqa: BLE001 -- untrusted input: every failure is the file's
+        raise ModelFileError(f"{path}: invalid graph ({type(e).__name__}: {e})") from None
+    return graph
+
+
+def _meta_field(meta: dict[str, Any], key: str, ok: Any, want: str, path: Any) -> Any:
+    if key not in meta:
+        raise ModelFileError(f"{path}: invalid program description: no {key!r}")
+    value = meta[key]
+    if not ok(value):
+        raise ModelFileError(f"{path}: invalid program description: {key} must be {want}, "
+                             f"found {value!r}")
+    return value
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) and math.isfinite(v)
+
+
 def load_program(path: str | os.PathLike[str], backend: str = "compiled") -> Any:
     """Load a model saved by ``Program.save``; it resumes training exactly where it stopped."""
     from graphc.errors import GraphcError
-    from graphc.ir.printer import from_json
     from graphc.optim import from_config
     from graphc.runtime.program import Program
 
     meta, arrays = load_model(path)
     p = Path(path)
     if meta.get("kind") != PROGRAM_KIND:
-        raise ModelFileError(f"{p}: not a graphc program file (kind {meta.get('kind')!r})")
+        raise ModelFileError(f"{p}: not a graphc program file (kind {meta.get('kind')!r}, "
+                             f"expected {PROGRAM_KIND!r}); load_model reads any .gcm file")
+    graph = graph_from_meta(meta, p)
+    loss = _meta_field(meta, "loss", lambda v: v is None or v in graph.outputs,
+                       f"null or one of the graph's outputs {sorted(graph.outputs)}", p)
+    wd = _meta_field(meta, "weight_decay", lambda v: _is_real(v) and v >= 0,
+                     "a number >= 0", p)
+    clip = _meta_field(meta, "clip_norm", lambda v: v is None or (_is_real(v) and v > 0),
+                       "null or a number > 0", p)
+    dtype = _meta_field(meta, "dtype", lambda v: v in ("float32", "float64"),
+                        "'float32' or 'float64'", p)
+    seed = _meta_field(meta, "seed", _is_int, "an integer", p)
+    steps = _meta_field(meta, "step_count", lambda v: _is_int(v) and v >= 0, "an integer >= 0", p)
+    epoch = _meta_field(meta, "epoch", lambda v: _is_int(v) and v >= 0, "an integer >= 0", p)
+    opt_cfg = _meta_field(meta, "optimizer", lambda v: v is None or isinstance(v, dict),
+                          "null or an object", p)
     try:
-        graph = from_json(meta["graph"])
         program = Program(
-            graph, loss=meta["loss"],
-            optimizer=from_config(meta["optimizer"]) if meta["optimizer"] else None,
-            weight_decay=meta["weight_decay"], clip_norm=meta["clip_norm"],
-            dtype=meta["dtype"], seed=meta["seed"], backend=backend)
-    except (KeyError, TypeError, ValueError, GraphcError) as e:
+            graph, loss=loss, optimizer=from_config(opt_cfg) if opt_cfg else None,
+            weight_decay=wd, clip_norm=clip, dtype=dtype, seed=seed, backend=backend)
+    except GraphcError as e:
         if isinstance(e, ModelFileError):
             raise
         raise ModelFileError(f"{p}: invalid program description ({type(e).__name__}: {e})") from None
@@ -603,6 +667,6 @@ def load_program(path: str | os.PathLike[str], backend: str = "compiled") -> Any
             raise ModelFileError(f"{p}: array {name!r} is {arr.dtype}{list(arr.shape)}, the graph "
                                  f"needs {program.dtype}{list(shape)}")
         program.arena.views[name][...] = arr
-    program.step_count = int(meta["step_count"])
-    program.epoch = int(meta["epoch"])
+    program.step_count = steps
+    program.epoch = epoch
     return program
