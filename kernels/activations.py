@@ -59,6 +59,9 @@ def derivative_from_y_ok(act, alpha=0.0):
 
 
 # Tests are written "v <= 0" so that NaN falls through to v and propagates.
+# Derivatives at a NaN input are PyTorch's, which are not uniform: relu and elu
+# test "z <= 0" (NaN passes g through), leaky_relu and prelu test "z > 0" (NaN
+# gets the slope); sigmoid, tanh and softplus give NaN.
 
 
 @njit(fastmath=FASTMATH)
@@ -113,7 +116,7 @@ def dact_from_z(act, al, aj, v):
     """f'(z)."""
     one = like(v, 1.0)
     if act == RELU:
-        return one if v > 0 else like(v, 0.0)
+        return like(v, 0.0) if v <= 0 else one
     if act == SIGMOID:
         s = sigmoid_(v)
         return s * (one - s)
@@ -123,7 +126,7 @@ def dact_from_z(act, al, aj, v):
     if act == LEAKY_RELU:
         return one if v > 0 else al
     if act == ELU:
-        return one if v > 0 else al * exp_(v)
+        return al * exp_(v) if v <= 0 else one
     if act == SOFTPLUS:
         return one if v > 20 else sigmoid_(v)
     if act == PRELU:
@@ -136,7 +139,7 @@ def dact_from_y(act, al, y):
     """f'(z) expressed through y = f(z) (only for the activations where that is valid)."""
     one = like(y, 1.0)
     if act == RELU:
-        return one if y > 0 else like(y, 0.0)
+        return like(y, 0.0) if y <= 0 else one
     if act == SIGMOID:
         return y * (one - y)
     if act == TANH:
@@ -144,7 +147,7 @@ def dact_from_y(act, al, y):
     if act == LEAKY_RELU:
         return one if y > 0 else al
     if act == ELU:
-        return one if y > 0 else y + al
+        return y + al if y <= 0 else one
     return one
 
 
@@ -273,7 +276,7 @@ def act_bwd_colsum(act, alpha, a, from_y, saved, g, dz, db, da):
             for j in range(m):
                 zv = saved[i, j]
                 gv = g[i, j]
-                neg = zv <= 0
+                neg = not zv > 0  # NaN takes the slope, as in PyTorch
                 d = gv * a[j] if neg else gv
                 if hda and neg:
                     da[j] += gv * zv
@@ -290,7 +293,7 @@ def act_bwd_colsum(act, alpha, a, from_y, saved, g, dz, db, da):
     elif act == RELU:
         for i in range(n):
             for j in range(m):
-                d = g[i, j] if saved[i, j] > 0 else like(g, 0.0)
+                d = like(g, 0.0) if saved[i, j] <= 0 else g[i, j]
                 dz[i, j] = d
                 if hb:
                     db[j] += d
@@ -354,7 +357,7 @@ def prelu_da(z, g, da):
     for i in range(n):
         for j in range(m):
             zv = z[i, j]
-            if zv <= 0:
+            if not zv > 0:  # a NaN z makes da NaN, as in PyTorch
                 da[j] += g[i, j] * zv
 
 

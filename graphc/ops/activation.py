@@ -5,7 +5,10 @@ from the pre-activation z, and -- where the output determines it -- from the
 output y.  Saving y instead of z lets a fused backward reuse the forward's
 output buffer; :func:`saves_output` is the single rule both the VJPs and the
 fusion passes follow.  Semantics follow PyTorch (relu'(0) = 0, leaky/elu/prelu
-take the negative branch at 0, softplus with beta=1 and threshold=20).
+take the negative branch at 0, softplus with beta=1 and threshold=20), also
+at a NaN input, where PyTorch's derivatives differ by activation: relu and elu
+test ``z <= 0`` so NaN passes the gradient through, leaky_relu and prelu test
+``z > 0`` so NaN gets the slope, the others give NaN.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ def _one(z):
 ACTIVATIONS: dict[str, dict] = {
     "linear": dict(f=lambda z, a: z.copy(), dz=lambda z, a: _one(z), dy=lambda y, a: _one(y),
                    saves_y=lambda a: True),
-    "relu": dict(f=lambda z, a: np.maximum(z, 0), dz=lambda z, a: (z > 0).astype(z.dtype),
-                 dy=lambda y, a: (y > 0).astype(y.dtype), saves_y=lambda a: True),
+    "relu": dict(f=lambda z, a: np.maximum(z, 0), dz=lambda z, a: (~(z <= 0)).astype(z.dtype),
+                 dy=lambda y, a: (~(y <= 0)).astype(y.dtype), saves_y=lambda a: True),
     "sigmoid": dict(f=lambda z, a: sigmoid(z), dz=lambda z, a: sigmoid(z) * (1 - sigmoid(z)),
                     dy=lambda y, a: y * (1 - y), saves_y=lambda a: True),
     "tanh": dict(f=lambda z, a: np.tanh(z), dz=lambda z, a: 1 - np.tanh(z) ** 2,
@@ -43,8 +46,8 @@ ACTIVATIONS: dict[str, dict] = {
                        dy=lambda y, a: np.where(y > 0, 1, a).astype(y.dtype),
                        saves_y=lambda a: a > 0),
     "elu": dict(f=lambda z, a: np.where(z > 0, z, a * np.expm1(np.minimum(z, 0))),
-                dz=lambda z, a: np.where(z > 0, 1, a * np.exp(np.minimum(z, 0))).astype(z.dtype),
-                dy=lambda y, a: np.where(y > 0, 1, y + a).astype(y.dtype),
+                dz=lambda z, a: np.where(z <= 0, a * np.exp(np.minimum(z, 0)), 1).astype(z.dtype),
+                dy=lambda y, a: np.where(y <= 0, y + a, 1).astype(y.dtype),
                 saves_y=lambda a: a >= 0),
     "softplus": dict(
         f=lambda z, a: np.where(z > SOFTPLUS_THRESHOLD, z,
