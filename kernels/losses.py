@@ -14,6 +14,13 @@ from graphc.kernels._util import FASTMATH, like
 from graphc.kernels.mathfn import exp_, sigmoid_
 from numba import njit
 
+# The terms that cancel -- (max - z_label) + log(s) in cross-entropy, max(z,0) - z*t in
+# BCE -- are computed in helpers without "reassoc": with it LLVM may regroup them with
+# the running sum and round at the scale of |z| (float64 cross-entropy of the logits
+# [-1e30, -1e30, -1e30] came out 0 instead of log 3; BCE of z = 88.7, t = 1 came out 0).
+# Flags stay on the helpers' instructions when LLVM inlines them.
+_NO_REASSOC = {"contract", "arcp", "nsz", "afn"}
+
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _mean(acc, count, arr):
@@ -47,6 +54,12 @@ def _softmax_row(z, p, i):
     return mx, s
 
 
+@njit(cache=True, nogil=True, fastmath=_NO_REASSOC)
+def _nll(mx, ls, z):
+    """-log_softmax(row)[j] = (max - z_j) + log(sum exp(z - max)), in float64."""
+    return np.float64(mx - z) + ls
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def sce_fwd(logits, labels, p):
     """Softmax probabilities into p; returns mean_i(logsumexp(z_i) - z_i[label_i])."""
@@ -56,7 +69,7 @@ def sce_fwd(logits, labels, p):
         for i in range(n):
             _check_label(labels[i], logits.shape[1])
             mx, s = _softmax_row(logits, p, i)
-            acc += np.log(np.float64(s)) + (mx - logits[i, labels[i]])
+            acc += _nll(mx, np.log(np.float64(s)), logits[i, labels[i]])
     return _mean(acc, n, logits)
 
 
@@ -68,12 +81,12 @@ def sce_onehot_fwd(logits, t, p):
     if c > 0:
         for i in range(n):
             mx, s = _softmax_row(logits, p, i)
-            # float64 keeps (max - z) + log(s) from being reassociated into
-            # (max + log s) - z, which would round at the scale of max.
             ls = np.log(np.float64(s))
             row = 0.0
             for j in range(c):
-                row += np.float64(t[i, j]) * (np.float64(mx - logits[i, j]) + ls)
+                tj = np.float64(t[i, j])
+                # 0 * log(0) counts as 0 (a zero target against a -inf logit), as in the limit.
+                row += tj * _nll(mx, ls, logits[i, j]) if tj != 0 else 0.0
             acc += row
     return _mean(acc, n, logits)
 
