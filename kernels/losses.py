@@ -120,13 +120,21 @@ def sce_onehot_bwd(p, t, g, dz):
             dz[i, j] = (p[i, j] * st - t[i, j]) * sc
 
 
+@njit(cache=True, nogil=True, fastmath=_NO_REASSOC)
+def _bce(v, t):
+    """max(v,0) - v*t + log1p(exp(-|v|)), with max(v,0) - v*t taken by the sign of v as
+    v*(1-t) or -v*t: one rounding fewer, and +inf rather than inf - inf = NaN for an
+    infinite logit on the wrong side of its target."""
+    lin = v * (like(v, 1.0) - t) if v >= 0 else -v * t
+    return lin + np.log1p(exp_(-abs(v)))
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def bce_fwd(z, t):
     """Binary cross-entropy on logits: mean(max(z,0) - z*t + log1p(exp(-|z|)))."""
     acc = 0.0
     for i in range(z.size):
-        v = z[i]
-        acc += max(v, like(z, 0.0)) - v * t[i] + np.log1p(exp_(-abs(v)))
+        acc += _bce(z[i], t[i])
     return _mean(acc, z.size, z)
 
 

@@ -2,6 +2,7 @@
 
 Formulations are the numerically stable ones: cross-entropy through
 log-sum-exp, binary cross-entropy on logits as max(z,0) - z t + log1p(exp(-|z|)).
+RELIABILITY.md ("Numerics") tabulates every loss at the extremes (+-inf, NaN, 1e30...).
 """
 
 from __future__ import annotations
@@ -136,7 +137,10 @@ class BinaryCrossEntropy(Elementwise):
     name = "binary_cross_entropy"
 
     def pointwise(self, z, t, attrs):
-        return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        # max(z,0) - z t by the sign of z, as z (1-t) or -z t: one rounding fewer, and
+        # +inf rather than inf - inf = NaN for an infinite logit on the wrong side.
+        lin = np.where(z >= 0, z * (1 - t), -z * t)
+        return lin + np.log1p(np.exp(-np.abs(z)))
 
 
 @register
