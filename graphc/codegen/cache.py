@@ -42,6 +42,31 @@ def _warn_once(msg: str) -> None:
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
 
 
+def warn_once(msg: str) -> None:
+    """A RuntimeWarning, given once per process for each distinct message."""
+    _warn_once(msg)
+
+
+def purge_native(key: str, fn=None) -> int:
+    """Delete Numba's cache files (index and data) of module ``g_<key>``; returns how many.
+
+    They live in ``__pycache__`` next to the module, or wherever Numba's locator
+    put them (``NUMBA_CACHE_DIR``, the user-wide cache): ``fn``'s cache says where.
+    """
+    dirs = {cache_dir() / "__pycache__"}
+    path = getattr(getattr(fn, "_cache", None), "_cache_path", None)
+    if path:
+        dirs.add(Path(path))
+    n = 0
+    for d in dirs:
+        if d.is_dir():
+            for f in d.glob(f"g_{key}.*"):
+                with contextlib.suppress(OSError):
+                    f.unlink()
+                    n += 1
+    return n
+
+
 def trusted_dir() -> Path | None:
     """The cache directory if it is safe and writable, else None (with one warning)."""
     d = cache_dir()

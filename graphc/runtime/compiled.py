@@ -126,9 +126,7 @@ class CompiledImpl:
             status = e.layout.offsets(n)[e.layout.slot_of["status"]]
             ws[status] = 0
         if not getattr(e.fn, "signatures", True):  # first call compiles (or loads the cache)
-            t0 = time.perf_counter()
-            out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
-            self.t_compile_native += time.perf_counter() - t0
+            out = self._first_call(e.fn, self.program.arena.data, ws, n, lr, step, *args)
         else:
             out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
         if out != out or self.check_numerics:
@@ -213,7 +211,43 @@ class CompiledImpl:
                 batch = {f: feeds[f][idx] for f in e.feeds}
                 losses[b] = self._call(e, batch, idx.size, lr, step0 + b + 1)
             return (total + bs - 1) // bs
-        return int(fn(arena, ws, bs, lr, step0, perm, losses, *srcs, *bufs))
+        args = (arena, ws, bs, lr, step0, perm, losses, *srcs, *bufs)
+        if not getattr(fn, "signatures", True):
+            return int(self._first_call(fn, *args))
+        return int(fn(*args))
+
+    def _first_call(self, fn, *args):
+        """Call ``fn`` for the first time: Numba compiles it or loads it from its cache.
+
+        Numba's cache files are pickles that Numba reads without catching errors,
+        so a truncated or corrupt one (a full disk, a killed writer) raised
+        UnpicklingError/EOFError at the first step.  If the call fails before
+        any code ran (``fn`` still has no compiled signature), the module's
+        Numba cache files are deleted and the call is retried once, compiling
+        afresh; a second failure is a :class:`CompileError`.
+        """
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        except Exception as err:
+            if getattr(fn, "signatures", True):  # it compiled and ran: not a cache problem
+                raise
+            removed = cache.purge_native(self.key, fn)
+            if not removed:
+                raise CompileError(f"native compilation of {getattr(fn, '__name__', fn)} failed: "
+                                   f"{type(err).__name__}: {err}") from err
+            cache.warn_once(f"graphc: unreadable Numba cache files for module g_{self.key[:16]} "
+                            f"({type(err).__name__}: {err}); deleted {removed} file(s) and "
+                            "recompiled")
+            try:
+                return fn(*args)
+            except Exception as err2:
+                if getattr(fn, "signatures", True):
+                    raise
+                raise CompileError(f"native compilation of {getattr(fn, '__name__', fn)} "
+                                   f"failed: {type(err2).__name__}: {err2}") from err2
+        finally:
+            self.t_compile_native += time.perf_counter() - t0
 
     def _numerics_error(self, e: Entry, nid: int, step: int) -> None:
         node = e.graph.node(nid)
