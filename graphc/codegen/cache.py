@@ -8,9 +8,10 @@ and reuse its compiled code in the next process.
 
 Numba's cache files are pickles, so the directory is trusted only when it is
 owned by this user and not writable by group or others (it is created 0700).
-Otherwise -- or when it cannot be written -- graphc compiles in memory (a private
-temporary directory, no Numba cache) and warns once.  A cached module whose
-text differs from what graphc generates for the key is rewritten, never run.
+Otherwise -- or when writing to it fails, even if it looks writable (a read-only
+file system, a full disk) -- graphc compiles in memory (a private temporary
+directory, no Numba cache) and warns once.  A cached module whose text differs
+from what graphc generates for the key is rewritten, never run.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
+
+from graphc.errors import CacheError
 
 _lock = threading.Lock()
 _warned: set[str] = set()
@@ -103,14 +106,21 @@ def load(source: str, key: str) -> tuple[ModuleType, Path, bool]:
         if mod is not None and getattr(mod, "__graphc_source__", None) == source:
             return mod, Path(mod.__file__), True
         d = trusted_dir()
-        on_disk = d is not None
-        if d is None:
-            d = _memory_dir()
+        path = None
+        if d is not None:
+            try:
+                path = _write(d, key, source)
+            except OSError as e:  # a read-only file system, a full disk, permissions
+                _warn_once(f"graphc: cannot write to cache directory {d} ({e.strerror or e}); "
+                           "compiling in memory")
+        on_disk = path is not None
+        if path is None:
             source = source.replace("cache=True", "cache=False")
-        path = d / f"g_{key}.py"
-        with _file_lock(d / f".g_{key}.lock"):
-            if not _same(path, source):
-                _atomic_write(path, source)
+            try:
+                path = _write(_memory_dir(), key, source)
+            except OSError as e:
+                raise CacheError(f"cannot write the generated module to a temporary "
+                                 f"directory ({e})") from None
         spec = importlib.util.spec_from_file_location(name, path)
         mod = importlib.util.module_from_spec(spec)
         mod.__graphc_source__ = source
@@ -121,6 +131,15 @@ def load(source: str, key: str) -> tuple[ModuleType, Path, bool]:
             sys.modules.pop(name, None)
             raise
         return mod, path, on_disk
+
+
+def _write(d: Path, key: str, source: str) -> Path:
+    """``d/g_<key>.py`` holding exactly ``source`` (rewritten if it holds anything else)."""
+    path = d / f"g_{key}.py"
+    with _file_lock(d / f".g_{key}.lock"):
+        if not _same(path, source):
+            _atomic_write(path, source)
+    return path
 
 
 def _same(path: Path, source: str) -> bool:
