@@ -213,7 +213,8 @@ def quantile_bwd(p, t, q, g, dp):
     neg = like(p, -q * sc)
     pos = like(p, (1.0 - q) * sc)
     for i in range(p.size):
-        dp[i] = neg if t[i] - p[i] >= 0 else pos
+        u = t[i] - p[i]
+        dp[i] = neg if u >= 0 else (pos if u < 0 else u)  # a NaN u stays NaN
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)

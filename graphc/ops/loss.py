@@ -192,11 +192,12 @@ class LossGrad(Op):
             d = (sigmoid(p) - t, -p)
         elif kind == "mse":
             d = (2 * (p - t), 2 * (t - p))
-        elif kind == "mae":
-            d = (np.sign(p - t), np.sign(t - p))
+        elif kind == "mae":  # sign(NaN) counts as 0, as in PyTorch's L1Loss
+            s = np.where(p > t, 1, np.where(p < t, -1, 0))
+            d = (s, -s)
         else:  # quantile: u = t - p; the pinball's slope, taking the q-branch at u == 0
             u = t - p
-            dp = np.where(u >= 0, -q, 1 - q)
+            dp = np.where(u >= 0, -q, np.where(u < 0, 1 - q, np.nan))  # NaN u: NaN
             d = (dp, -dp)
         return (d[0] if attrs["wrt"] == "pred" else d[1]).astype(p.dtype) * (g / n)
 
