@@ -179,7 +179,7 @@ def _atomic_write(path: Path, write: Any) -> None:
         # killed save is never picked up as a model.
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
-        raise ModelFileError(f"cannot save {path}: {e}") from None
+        raise ModelFileError(f"cannot save {path}: {_os_problem(e, directory)}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -198,9 +198,16 @@ def _atomic_write(path: Path, write: Any) -> None:
         except OSError:
             pass
         if isinstance(e, OSError):
-            raise ModelFileError(f"cannot save {path}: {e}") from None
+            raise ModelFileError(f"cannot save {path}: {_os_problem(e, directory)}") from None
         raise
     _fsync_dir(directory)
+
+
+def _os_problem(e: OSError, directory: Path) -> str:
+    # e.filename would be the hidden temp file, which the user never named.
+    if not directory.is_dir():
+        return f"directory {directory} does not exist"
+    return f"{e.strerror or e} (writing a temporary file in {directory})"
 
 
 def _fsync_dir(directory: Path) -> None:
