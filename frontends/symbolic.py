@@ -269,8 +269,9 @@ def dense(x, units: int, activation: str | None = None, name: str | None = None,
     """``activation(x @ W + b)`` with parameters ``<name>/W`` (in, units) and ``<name>/b``."""
     x = as_tensor(x)
     if x.ndim != 2:
-        raise ShapeError(f"dense layer {name or ''!s} needs a 2-D input (batch, features), got "
-                         f"shape {shape_str(x.shape)} (at {_user_loc()})")
+        layer = f"dense layer {name!r}" if name else "dense layer"
+        raise ShapeError(f"{layer} needs a 2-D input (batch, features), got a {x.ndim}-D "
+                         f"tensor of shape {shape_str(x.shape)} (at {_user_loc()})")
     if not isinstance(units, int | np.integer) or units < 1:
         raise ShapeError(f"dense layer units must be a positive int, got {units!r} "
                          f"(at {_user_loc()})")
