@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 import graphc as gc
+from graphc.frontends.symbolic import leaves
 from graphc.runtime.summary import kernel_lines
 
 Printer = Callable[[str], None]
@@ -63,24 +64,12 @@ def gradient_check(loss, logits, xb: np.ndarray, yb: np.ndarray, out: Printer) -
     return worst
 
 
-def _walk(t):
-    seen, stack = {}, [t]
-    while stack:
-        v = stack.pop()
-        if id(v) not in seen:
-            seen[id(v)] = v
-            stack.extend(v.inputs)
-    return list(seen.values())
-
-
 def _param_tensors(t):
-    return {v.node.get("name"): gc.frontends.symbolic.as_tensor(v) for v in _walk(t)
-            if v.node.op == "parameter"}
+    return leaves(t, "parameter")
 
 
 def _inputs(t):
-    ins = {v.node.get("name"): gc.frontends.symbolic.as_tensor(v) for v in _walk(t)
-           if v.node.op == "input"}
+    ins = leaves(t, "input")
     return ins["x"], ins["y"]
 
 
