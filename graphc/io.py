@@ -557,6 +557,12 @@ PROGRAM_KIND = "graphc-program"
 
 def save_program(program: Any, path: str | os.PathLike[str]) -> None:
     """Save a Program: its input graph, options, parameters, optimizer state and step."""
+    with program._lock:  # one consistent snapshot, even while other threads train
+        meta, arrays = _program_snapshot(program)
+    save_model(path, meta, arrays)
+
+
+def _program_snapshot(program: Any) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from graphc.ir.printer import to_json_data
     from graphc.optim import to_config
 
@@ -572,8 +578,8 @@ def save_program(program: Any, path: str | os.PathLike[str]) -> None:
         "step_count": program.step_count,
         "epoch": program.epoch,
     }
-    arrays = {name: view for name, view in program.arena.views.items()}
-    save_model(path, meta, arrays)
+    arrays = {name: view.copy() for name, view in program.arena.views.items()}
+    return meta, arrays
 
 
 def graph_from_meta(meta: dict[str, Any], path: Any) -> Any:

@@ -124,8 +124,9 @@ class Program:
     # --- parameters -----------------------------------------------------------------
     @property
     def params(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters, by name."""
-        return {n: self.arena.views[n].copy() for n in self.param_names}
+        """Copies of the parameters, by name (one consistent snapshot, never mid-step)."""
+        with self._lock:
+            return {n: self.arena.views[n].copy() for n in self.param_names}
 
     def set_params(self, values: Mapping[str, np.ndarray]) -> None:
         """Copy values in; every name must be a parameter and every shape must match."""
@@ -147,8 +148,8 @@ class Program:
     @property
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the optimizer state (``<param>:<slot>``) and the step counter."""
-        out = {n: v.copy() for n, v in self.arena.views.items() if n not in self.param_names}
-        return out
+        with self._lock:
+            return {n: v.copy() for n, v in self.arena.views.items() if n not in self.param_names}
 
     def lr(self) -> float:
         return self.optimizer.lr_at(self.epoch) if self.optimizer else 0.0
