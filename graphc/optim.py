@@ -78,7 +78,7 @@ class Optimizer:
 class SGD(Optimizer):
     kind = "sgd"
 
-    def __init__(self, lr: float | Schedule = 0.01, momentum: float = 0.0,
+    def __init__(self, lr: float | Schedule = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
         if nesterov and (momentum <= 0 or dampening != 0):
