@@ -476,8 +476,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--optimizer", default=None, help="sgd | adam | adamw | rmsprop")
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--validation", type=float, default=0.1,
-                   help="fraction of the training data held out (default 0.1)")
+    p.add_argument("--validation", type=_fraction_or_count, default=0.1,
+                   help="held out of the training data: a fraction (default 0.1) or a row "
+                        "count (e.g. 200)")
     p.add_argument("--patience", type=int, default=None, help="early stopping patience")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -486,6 +487,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save", metavar="FILE.gcm", help="save the trained model here")
     add_common(p)
     p.set_defaults(func=cmd_train)
+
+
+def _fraction_or_count(text: str) -> float | int:
+    """``--validation``: "0.1" is a fraction, "200" a row count (as Dataset.split takes)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 @cli_command
