@@ -474,8 +474,10 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    help="digits | mnist:DIR | file.npz | file.csv")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--optimizer", default=None, help="sgd | adam | adamw | rmsprop")
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--optimizer", default=None,
+                   help="sgd | adam | adamw | rmsprop (default: sgd with lr 0.01)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: the optimizer's, as in PyTorch)")
     p.add_argument("--validation", type=_fraction_or_count, default=0.1,
                    help="held out of the training data: a fraction (default 0.1) or a row "
                         "count (e.g. 200)")
@@ -535,7 +537,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             if missing:
                 raise CLIError(f"{target}: training feeds inputs named 'x' and 'y'; the model "
                                f"has {', '.join(sorted(t.graph.by_name('input'))) or 'none'}")
-            t.optimizer = get_optimizer(args.optimizer or "sgd", args.lr)
+            # No --optimizer: SGD at 0.01, gc.compile's default; a named optimizer without
+            # --lr gets its own (PyTorch's) default learning rate.
+            lr = 0.01 if args.optimizer is None and args.lr is None else args.lr
+            t.optimizer = get_optimizer(args.optimizer or "sgd", lr)
             program = _program_for(t, dtype=args.dtype)
         hist = program.fit({"x": train.x, "y": train.y}, epochs=args.epochs,
                            batch_size=args.batch_size, seed=args.seed, patience=args.patience,
