@@ -83,7 +83,11 @@ def trusted_dir() -> Path | None:
         _warn_once(f"graphc: cache directory {d} is not owned by you; compiling in memory")
         return None
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        _warn_once(f"graphc: cache directory {d} is writable by others; compiling in memory")
+        who = "its group and others" if st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_IWOTH \
+            else "its group" if st.st_mode & stat.S_IWGRP else "others"
+        _warn_once(f"graphc: cache directory {d} is writable by {who} (mode "
+                   f"{stat.S_IMODE(st.st_mode):#o}; Numba's cache files are pickles, so it must be "
+                   "yours alone, e.g. chmod 700); compiling in memory")
         return None
     if not os.access(d, os.W_OK | os.X_OK):
         _warn_once(f"graphc: cache directory {d} is read-only; compiling in memory")
