@@ -9,9 +9,11 @@ the same passes (CSE, fusion, memory planning) as the forward pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from numbers import Real
 
-from graphc.errors import GradError
+from graphc.errors import GradError, GraphError
 from graphc.ir.graph import Graph
 from graphc.ir.node import FLOAT, shape_str
 from graphc.ops import get_op
@@ -89,6 +91,12 @@ def build_training(g: Graph, loss: int, optimizer, weight_decay: float = 0.0,
     biases or PReLU slopes.  Gradients are clipped by their global norm first when
     ``clip_norm`` is set, as torch.nn.utils.clip_grad_norm_ does before a step.
     """
+    if not (isinstance(weight_decay, Real) and weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise GraphError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+    if clip_norm is not None and not (isinstance(clip_norm, Real) and clip_norm > 0
+                                      and math.isfinite(clip_norm)):
+        # 0 would silently turn clipping off and a negative norm reverse every gradient.
+        raise GraphError(f"clip_norm must be a positive finite number or None, got {clip_norm!r}")
     t = g.copy()
     params = t.by_name("parameter")
     names = sorted(params)

@@ -52,6 +52,19 @@ class CosineLR(Schedule):
         return self.eta_min + (self.base - self.eta_min) * (1 + math.cos(math.pi * e / self.t_max)) / 2
 
 
+def _check(owner: str, name: str, value, low: float = 0.0, high: float | None = None) -> float:
+    """``value`` as a float in [low, high] (NaN never passes; torch.optim's checks), else
+    GraphError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise GraphError(f"{owner}: {name} must be a number, got {value!r}") from None
+    if not (v >= low and (high is None or v <= high)):
+        bound = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+        raise GraphError(f"{owner}: {name} must be {bound}, got {value!r}")
+    return v
+
+
 class Optimizer:
     kind = ""
 
@@ -81,11 +94,11 @@ class SGD(Optimizer):
     def __init__(self, lr: float | Schedule = 1e-3, momentum: float = 0.0,
                  dampening: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
+        momentum = _check("SGD", "momentum", momentum)
+        dampening = _check("SGD", "dampening", dampening, 0.0, 1.0)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise GraphError("SGD: Nesterov momentum requires momentum > 0 and zero dampening")
-        if momentum < 0:
-            raise GraphError(f"SGD: momentum must be >= 0, got {momentum}")
-        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), nesterov
+        self.momentum, self.dampening, self.nesterov = momentum, dampening, nesterov
 
     def update_attrs(self) -> dict:
         return dict(opt="sgd", momentum=self.momentum, dampening=self.dampening,
@@ -100,7 +113,8 @@ class Adam(Optimizer):
         super().__init__(lr)
         if not all(0.0 <= b < 1.0 for b in betas):
             raise GraphError(f"{type(self).__name__}: betas must lie in [0, 1), got {betas}")
-        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = _check(type(self).__name__, "eps", eps)
 
     def update_attrs(self) -> dict:
         return dict(opt="adam", beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
@@ -113,7 +127,7 @@ class AdamW(Adam):
     def __init__(self, lr: float | Schedule = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.01) -> None:
         super().__init__(lr, betas, eps)
-        self.weight_decay = float(weight_decay)
+        self.weight_decay = _check("AdamW", "weight_decay", weight_decay)
 
     def update_attrs(self) -> dict:
         return {**super().update_attrs(), "decoupled": True}
@@ -128,8 +142,10 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float | Schedule = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, centered: bool = False) -> None:
         super().__init__(lr)
-        self.alpha, self.eps = float(alpha), float(eps)
-        self.momentum, self.centered = float(momentum), bool(centered)
+        self.alpha = _check("RMSprop", "alpha", alpha, 0.0, 1.0)
+        self.eps = _check("RMSprop", "eps", eps)
+        self.momentum = _check("RMSprop", "momentum", momentum)
+        self.centered = bool(centered)
 
     def update_attrs(self) -> dict:
         return dict(opt="rmsprop", alpha=self.alpha, eps=self.eps, momentum=self.momentum,
