@@ -103,11 +103,23 @@ def build_training(g: Graph, loss: int, optimizer, weight_decay: float = 0.0,
     grads = gradients(t, loss, [params[n] for n in names])
     scale = t.make("clip_scale", grads, max_norm=float(clip_norm)) if clip_norm else None
     base = optimizer.update_attrs()
-    decay = optimizer.decoupled_decay() or weight_decay
+    decoupled = bool(base.get("decoupled"))
     for name, gid in zip(names, grads, strict=True):
         pid = params[name]
-        wd = decay if t.node(pid).ndim >= 2 else 0.0
-        ins = [pid, gid] + ([scale] if scale is not None else [])
+        is_weight = t.node(pid).ndim >= 2
+        clip = scale
+        if decoupled and weight_decay and is_weight:
+            # AdamW's update holds its own (decoupled) decay, so the L2 term of
+            # gc.compile(weight_decay=...) joins the gradient here, after clipping,
+            # where the other optimizers add it inside their update.
+            if clip is not None:
+                gid, clip = t.make("mul", [gid, clip]), None
+            gid = t.make("add", [gid, t.make("scale", [pid], factor=float(weight_decay))])
+        if decoupled:
+            wd = optimizer.decoupled_decay() if is_weight else 0.0
+        else:
+            wd = weight_decay if is_weight else 0.0
+        ins = [pid, gid] + ([clip] if clip is not None else [])
         t.updates[name] = t.make("update", ins, param=name, wd=float(wd), **base)
     t.outputs.setdefault("loss", loss)
     return t

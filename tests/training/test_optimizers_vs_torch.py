@@ -296,9 +296,6 @@ def test_bad_hyperparameters_are_refused(call, torch_call, message):
             torch_call([torch.nn.Parameter(torch.zeros(2))])
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: with AdamW, gc.compile's weight_decay (L2) is "
-                   "ignored when AdamW(weight_decay) > 0 and becomes the decoupled decay when it "
-                   "is 0 (autodiff.build_training: decay = decoupled_decay() or weight_decay)")
 def test_adamw_keeps_the_l2_weight_decay_of_compile():
     """AdamW with no decoupled decay is Adam, so adding L2 through gc.compile must give
     Adam + L2 (torch: Adam(weight_decay=...) on the W group)."""
@@ -308,4 +305,26 @@ def test_adamw_keeps_the_l2_weight_decay_of_compile():
     for xb, yb in _batches():
         net.step({"x": xb, "y": yb})
         _torch_step(model, topt, xb, yb, None)
+    assert_params_close(net.params, model.params(), "after 10 steps")
+
+
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
+def test_adamw_decay_and_compile_l2_both_apply(backend):
+    """AdamW(weight_decay=d) with gc.compile(weight_decay=l): torch AdamW(weight_decay=d) on
+    the W group, with l * W added to W's gradient after clipping (the L2 term)."""
+    # graphc decays weight matrices only: torch's decoupled decay on the W group, none on b.
+    case = Case("adamw_l2", lambda: gc.optim.AdamW(lr=0.02, weight_decay=0.1),
+                lambda g: torch.optim.AdamW([{**g[0], "weight_decay": 0.1},
+                                             {**g[1], "weight_decay": 0.0}], lr=0.02), wd=0.05)
+    net, model, topt = _pair(case, backend)
+    ws = [v for n, v in model.p.items() if n.endswith("/W")]
+    for xb, yb in _batches():
+        net.step({"x": xb, "y": yb})
+        topt.zero_grad()
+        loss = model.loss(xb, yb)
+        loss.backward()
+        with torch.no_grad():
+            for w in ws:
+                w.grad += 0.05 * w
+        topt.step()
     assert_params_close(net.params, model.params(), "after 10 steps")
