@@ -162,7 +162,7 @@ def _blas_gemm_ol(transa, transb, alpha, A, B, beta, C, m, n, k):
     return impl
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _scale_c(beta, C):
     # BLAS semantics: beta == 0 overwrites C without reading it (NaN/garbage ignored).
     if beta == 0:
@@ -176,7 +176,7 @@ def _scale_c(beta, C):
                 C[i, j] = C[i, j] * bt
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def gemm(transa, transb, alpha, A, B, beta, C):
     """C = alpha*op(A)@op(B) + beta*C through sgemm/dgemm (all arrays C-contiguous)."""
     m = C.shape[0]
@@ -190,7 +190,7 @@ def gemm(transa, transb, alpha, A, B, beta, C):
     _blas_gemm(transa, transb, alpha, A, B, beta, C, m, n, k)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def gemm_loops(transa, transb, alpha, A, B, beta, C):
     """Same contract as ``gemm`` with plain loops (tiny layers, where the BLAS call
     overhead dominates).  C is scaled row by row inside the product loop (one pass
@@ -237,7 +237,7 @@ def choose_gemm(m, n, k, transa=False, transb=False):
     return "loops" if m * n * k <= limit else "blas"
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def gemm_auto(transa, transb, alpha, A, B, beta, C):
     """``gemm`` or ``gemm_loops`` by the same rule as ``choose_gemm``, at run time."""
     m = C.shape[0]

@@ -12,7 +12,7 @@ from graphc.kernels.blas import gemm_auto
 from numba import njit
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_fwd(x, W, b, act, alpha, a, z, y):
     """z = x@W + b, y = f(z).  z size-0: the pre-activation is not kept (the GEMM
     writes into y and the epilogue works in place)."""
@@ -21,7 +21,7 @@ def dense_fwd(x, W, b, act, alpha, a, z, y):
     bias_act_fwd(act, alpha, a, s, b, y)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_bwd(x, W, saved, g, act, alpha, a, from_y, dz, dx, dW, db, da):
     """dz = f'(saved)*g (dz may be g), db = colsum(dz), dW = x.T@dz, dx = dz@W.T,
     da = PReLU slope gradient.  dx, db, da size-0: skipped."""
@@ -38,7 +38,7 @@ def dense_bwd(x, W, saved, g, act, alpha, a, from_y, dz, dx, dW, db, da):
         gemm_auto(False, True, 1.0, dz, W, 0.0, dx)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_bwd_sgd(x, W, b, saved, g, act, alpha, a, from_y, dz, dx, tmp, lr, wd):
     """Backward fused with a plain SGD step (no dW buffer):
 

@@ -12,7 +12,7 @@ from numba import njit
 # four cases get their own loops so each stays a plain vectorisable stream.
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ew_add(a, b, out):
     n = out.size
     if a.size == n and b.size == n:
@@ -32,7 +32,7 @@ def ew_add(a, b, out):
             out[i] = s
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ew_sub(a, b, out):
     n = out.size
     if a.size == n and b.size == n:
@@ -52,7 +52,7 @@ def ew_sub(a, b, out):
             out[i] = s
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ew_mul(a, b, out):
     n = out.size
     if a.size == n and b.size == n:
@@ -75,7 +75,7 @@ def ew_mul(a, b, out):
 # ------------------------------------------------------------ row-vector broadcast (2-D)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ew_add_row(a, b, out):
     """out[i, j] = a[i, j] + b[j]."""
     n, m = out.shape
@@ -84,7 +84,7 @@ def ew_add_row(a, b, out):
             out[i, j] = a[i, j] + b[j]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ew_sub_row(a, b, out):
     """out[i, j] = a[i, j] - b[j]."""
     n, m = out.shape
@@ -93,7 +93,7 @@ def ew_sub_row(a, b, out):
             out[i, j] = a[i, j] - b[j]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ew_mul_row(a, b, out):
     """out[i, j] = a[i, j] * b[j]."""
     n, m = out.shape
@@ -105,13 +105,13 @@ def ew_mul_row(a, b, out):
 # ------------------------------------------------------------ unary
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ew_neg(a, out):
     for i in range(out.size):
         out[i] = -a[i]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def ew_scale(a, s, out):
     """out = a * s (s a Python float, cast to the array dtype)."""
     s_ = like(out, s)
@@ -119,13 +119,13 @@ def ew_scale(a, s, out):
         out[i] = a[i] * s_
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def copy(a, out):
     for i in range(out.size):
         out[i] = a[i]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def transpose(a, out):
     """out (m, n) = a (n, m).T, in 32x32 tiles so both sides stay in cache."""
     n, m = a.shape
@@ -142,7 +142,7 @@ def transpose(a, out):
 # ------------------------------------------------------------ reductions and broadcasts
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sum_all(x):
     """Sum of all elements (1-D), accumulated in float64, returned in x's precision."""
     acc = 0.0
@@ -151,7 +151,7 @@ def sum_all(x):
     return like(x, acc)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sum_axis0(x, out):
     """out[j] = sum_i x[i, j] (row-major: accumulate whole rows into out)."""
     n, m = x.shape
@@ -162,7 +162,7 @@ def sum_axis0(x, out):
             out[j] += x[i, j]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sum_axis1(x, out):
     """out[i] = sum_j x[i, j]."""
     n, m = x.shape
@@ -173,7 +173,7 @@ def sum_axis1(x, out):
         out[i] = s
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def broadcast_fill(out, s):
     """out[:] = s (1-D view)."""
     s_ = like(out, s)
@@ -181,7 +181,7 @@ def broadcast_fill(out, s):
         out[i] = s_
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def broadcast_rows(v, out):
     """out[i, :] = v (v of shape (m,))."""
     n, m = out.shape
@@ -190,7 +190,7 @@ def broadcast_rows(v, out):
             out[i, j] = v[j]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def broadcast_cols(v, out):
     """out[:, j] = v (v of shape (n,))."""
     n, m = out.shape
@@ -200,7 +200,7 @@ def broadcast_cols(v, out):
             out[i, j] = s
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def all_finite(x):
     """True when no element is NaN or +-inf.
 

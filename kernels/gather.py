@@ -4,7 +4,7 @@ from graphc.kernels._util import FASTMATH
 from numba import njit
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def gather_rows(src, idx, start, count, dst):
     """dst[i] = src[idx[start + i]] for i < count; src and dst 1-D or 2-D alike.
 

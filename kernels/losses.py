@@ -22,20 +22,20 @@ from numba import njit
 _NO_REASSOC = {"contract", "arcp", "nsz", "afn"}
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _mean(acc, count, arr):
     # float64 division first: count can exceed float32's exact-integer range.
     return like(arr, acc / count if count > 0 else np.nan)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _check_label(lab, c):
     # Numba does not bound-check: a bad label would read/write outside the row.
     if lab < 0 or lab >= c:
         raise ValueError("class label out of range")
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _softmax_row(z, p, i):
     """p[i] = softmax(z[i]); returns (row max, sum of exp(z - max)) for the log-sum-exp."""
     c = z.shape[1]
@@ -60,7 +60,7 @@ def _nll(mx, ls, z):
     return np.float64(mx - z) + ls
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sce_fwd(logits, labels, p):
     """Softmax probabilities into p; returns mean_i(logsumexp(z_i) - z_i[label_i])."""
     n = logits.shape[0]
@@ -73,7 +73,7 @@ def sce_fwd(logits, labels, p):
     return _mean(acc, n, logits)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sce_onehot_fwd(logits, t, p):
     """Softmax probabilities into p; returns mean_i(-sum_j t_ij * log_softmax(z)_ij)."""
     n, c = logits.shape
@@ -91,7 +91,7 @@ def sce_onehot_fwd(logits, t, p):
     return _mean(acc, n, logits)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sce_bwd(p, labels, g, dz):
     """dz = (p - onehot(labels)) * g / n; dz may be p."""
     n, c = p.shape
@@ -105,7 +105,7 @@ def sce_bwd(p, labels, g, dz):
         dz[i, labels[i]] -= sc
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sce_onehot_bwd(p, t, g, dz):
     """dz = (p * sum_j t_ij - t) * g / n; dz may be p."""
     n, c = p.shape
@@ -129,7 +129,7 @@ def _bce(v, t):
     return lin + np.log1p(exp_(-abs(v)))
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def bce_fwd(z, t):
     """Binary cross-entropy on logits: mean(max(z,0) - z*t + log1p(exp(-|z|)))."""
     acc = 0.0
@@ -138,7 +138,7 @@ def bce_fwd(z, t):
     return _mean(acc, z.size, z)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def bce_bwd(z, t, g, dz):
     """dz = (sigmoid(z) - t) * g / N; dz may be z."""
     if z.size == 0:
@@ -148,7 +148,7 @@ def bce_bwd(z, t, g, dz):
         dz[i] = (sigmoid_(z[i]) - t[i]) * sc
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def mse_fwd(p, t):
     """mean((p - t)^2)."""
     acc = 0.0
@@ -158,7 +158,7 @@ def mse_fwd(p, t):
     return _mean(acc, p.size, p)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def mse_bwd(p, t, g, dp):
     """dp = 2 (p - t) g / N; dp may be p."""
     if p.size == 0:
@@ -168,7 +168,7 @@ def mse_bwd(p, t, g, dp):
         dp[i] = (p[i] - t[i]) * sc
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def mae_fwd(p, t):
     """mean(|p - t|)."""
     acc = 0.0
@@ -177,7 +177,7 @@ def mae_fwd(p, t):
     return _mean(acc, p.size, p)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def mae_bwd(p, t, g, dp):
     """dp = sign(p - t) g / N with sign(0) = 0 (PyTorch's L1Loss gradient)."""
     if p.size == 0:
@@ -189,7 +189,7 @@ def mae_bwd(p, t, g, dp):
         dp[i] = sc if d > 0 else (-sc if d < 0 else zero)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def quantile_fwd(p, t, q):
     """Pinball loss: u = t - p, mean(max(q*u, (q-1)*u))."""
     acc = 0.0
@@ -199,7 +199,7 @@ def quantile_fwd(p, t, q):
     return _mean(acc, p.size, p)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def quantile_bwd(p, t, q, g, dp):
     """dp = d(pinball)/dp * g/N: -q where u = t - p > 0, 1 - q where u < 0.
 
@@ -217,7 +217,7 @@ def quantile_bwd(p, t, q, g, dp):
         dp[i] = neg if u >= 0 else (pos if u < 0 else u)  # a NaN u stays NaN
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def l2_fwd(W):
     """0.5 * sum(W^2) on a 1-D view."""
     acc = 0.0

@@ -12,7 +12,7 @@ from graphc.kernels._util import FASTMATH, like
 from numba import njit
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sgd(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
     """torch.optim.SGD: d = g + wd*p; buf = d (first step) or momentum*buf + (1-dampening)*d;
     d = d + momentum*buf (nesterov) or buf; p -= lr*d.  buf may be size-0 if momentum == 0."""
@@ -36,7 +36,7 @@ def sgd(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
             p[i] -= lr_ * (d + mu * bv if nesterov else bv)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def adam(p, g, m, v, lr, beta1, beta2, eps, wd, step, decoupled):
     """torch.optim.Adam (decoupled=False, wd as L2 in the gradient) or AdamW
     (decoupled=True: p *= 1 - lr*wd first).  ``step`` is the 1-based step count."""
@@ -60,7 +60,7 @@ def adam(p, g, m, v, lr, beta1, beta2, eps, wd, step, decoupled):
         p[i] = pv - step_size * (mv / (np.sqrt(vv) / bc2_sqrt + eps_))
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def rmsprop(p, g, sq, buf, gavg, lr, alpha, eps, momentum, centered, wd):
     """torch.optim.RMSprop; buf (momentum) and gavg (centered) may be size-0 when unused."""
     lr_ = like(p, lr)
@@ -88,7 +88,7 @@ def rmsprop(p, g, sq, buf, gavg, lr, alpha, eps, momentum, centered, wd):
             p[i] -= lr_ * (gv / avg)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sum_sq(x):
     """sum(x^2), accumulated in float64 (for global-norm gradient clipping)."""
     acc = 0.0
@@ -98,7 +98,7 @@ def sum_sq(x):
     return acc
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def scale_(x, s):
     """x *= s in place."""
     s_ = like(x, s)
