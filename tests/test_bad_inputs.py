@@ -55,7 +55,7 @@ from graphc.io import save_model
 from graphc.runtime import compiled as compiled_mod
 
 HERE = "<the user's file:line>"  # a word meaning "(at <this file>:<a line of the action>)"
-WATCHDOG_S = 180
+WATCHDOG_S = 600  # a cold compile on a loaded 2-core machine takes well under a minute
 N_IN, N_OUT = 3, 4
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((6, N_IN))
