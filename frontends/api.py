@@ -17,11 +17,14 @@ def compile(loss: Value | None = None, outputs: Mapping[str, Value] | None = Non
             optimizer: Optimizer | str | None = None, weight_decay: float = 0.0,
             clip_norm: float | None = None, dtype: str = "float32", seed: int = 0,
             backend: str = "compiled", check_passes: bool = False, verify: bool = False,
-            check_numerics: bool = False) -> Program:
+            check_numerics: bool | None = None) -> Program:
     """Build a training program (when ``loss`` is given) and/or an inference program.
 
     The optimizer defaults to ``SGD(lr=0.01)``.  ``weight_decay`` is L2 on weight
     matrices only (the gradient gains ``weight_decay * W``), never on biases.
+    ``check_numerics`` (default: the environment variable ``GRAPHC_CHECK_NUMERICS=1``)
+    generates a module that checks every kernel's outputs and raises ``NumericsError``
+    at the first non-finite value, naming the op, the layer and the step.
     """
     outs: dict[str, Value] = {}
     for name, t in (outputs or {}).items():
@@ -46,7 +49,8 @@ def compile(loss: Value | None = None, outputs: Mapping[str, Value] | None = Non
 
 
 def function(inputs: Sequence[Value], outputs: Sequence[Value] | Value, dtype: str = "float32",
-             seed: int = 0, backend: str = "compiled", check_passes: bool = False) -> Function:
+             seed: int = 0, backend: str = "compiled", check_passes: bool = False,
+             check_numerics: bool | None = None) -> Function:
     """A compiled callable ``f(*arrays) -> [outputs]`` (Theano's ``function``)."""
     single = isinstance(outputs, Value)
     outs = [outputs] if single else list(outputs)
@@ -58,4 +62,4 @@ def function(inputs: Sequence[Value], outputs: Sequence[Value] | Value, dtype: s
     graph, _ = Graph.from_values({f"out{i}": as_tensor(o) for i, o in enumerate(outs)})
     check_names(graph)
     return Function(graph, names, [f"out{i}" for i in range(len(outs))], dtype=dtype, seed=seed,
-                    backend=backend, check_passes=check_passes)
+                    backend=backend, check_passes=check_passes, check_numerics=check_numerics)

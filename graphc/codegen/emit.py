@@ -224,24 +224,44 @@ class Emitter:
             if handler is None:
                 raise CompileError(f"no code generator for op {node.op!r}")
             handler(n, node, g.inputs(n))
-            if self.check_numerics and node.op not in ("input", "parameter", "constant"):
+            if self.check_numerics and node.op not in ("input", "parameter", "constant",
+                                                       "getitem"):
                 self._numerics_check(n, node)
             self.node_lines[n] = self.lines[start:]
         return self.lines
 
     def _numerics_check(self, n: int, node: Node) -> None:
-        targets = []
+        """After node n's kernel, every value it wrote must be finite, or the entry stops.
+
+        The status word names the first non-finite value as ``(id + 1) * 8 + k``: a
+        node's own value (k = 0; a tuple's elements by their getitem ids), or for an
+        update of parameter p -- also one folded into ``dense_bwd_sgd`` -- p itself
+        (k = 0) and its i-th optimizer state slot (k = 1 + i).  The runtime decodes it
+        (``CompiledImpl._numerics_error``).
+        """
+        checks: list[tuple[str, int]] = []
         if node.dtype == TUPLE:
-            targets = [u for u in self._users(n) if g_op(self.g, u) == "getitem"]
+            checks += [(self.flat(u), (u + 1) * 8) for u in self._users(n)
+                       if g_op(self.g, u) == "getitem" and u not in self.skip and u in self.var]
+        elif node.op == "update":
+            checks += self._update_checks(n)
         elif node.dtype not in (NONE, INT) and n in self.var:
-            targets = [n]
-        for t in targets:
-            if t not in self.var:
-                continue
-            # The first non-finite value stops the step; the runtime reads which node.
-            self.lines.append(f"    if not K_ew.all_finite({self.flat(t)}):")
-            self.lines.append(f"        status[0] = {t + 1}")
+            checks.append((self.flat(n), (n + 1) * 8))
+        for u in self.folded.get(n, []):
+            checks += self._update_checks(u)
+        for view, code in checks:
+            self.lines.append(f"    if not K_ew.all_finite({view}):")
+            self.lines.append(f"        status[0] = {code}")
             self.lines.append("        return np.nan")
+
+    def _update_checks(self, u: int) -> list[tuple[str, int]]:
+        node = self.g.node(u)
+        out = [(self.flat(self.g.inputs(u)[0]), (u + 1) * 8)]
+        for k, slot in enumerate(state_slots(node.attr)):
+            off, shape = self.layout.arena[f"{node.get('param')}:{slot}"]
+            size = math.prod(shape) if shape else 1
+            out.append((f"arena[{off}:{off + size}]", (u + 1) * 8 + 1 + k))
+        return out
 
     # sources
     def op_input(self, n, node, ins):

@@ -100,12 +100,13 @@ def fit_source(feeds: list[str], cache: bool) -> str:
     """``fit_loop``: one epoch of minibatch steps in one native call.
 
     Gathers each minibatch by the permutation into the gather buffers ``b_i``,
-    runs ``train_step`` on it, records the loss, and stops at the first
-    non-finite loss (returning how many steps ran).
+    runs ``train_step`` on it, records the loss, and -- when ``stop`` (fit's
+    ``on_nan`` is not "continue") -- stops at the first non-finite loss
+    (returning how many steps ran).
     """
     k = len(feeds)
     # (a training graph may have no feeds at all: a loss of the parameters alone)
-    args = ", ".join(["arena", "ws", "bs", "lr", "step0", "perm", "losses",
+    args = ", ".join(["arena", "ws", "bs", "lr", "step0", "perm", "losses", "stop",
                       *(f"f_{i}" for i in range(k)), *(f"b_{i}" for i in range(k))])
     lines = [f"@njit(cache={cache}, nogil=True, fastmath=FASTMATH)",
              f"def fit_loop({args}):",
@@ -119,7 +120,7 @@ def fit_source(feeds: list[str], cache: bool) -> str:
     views = "".join(f", b_{i}[:m]" for i in range(k))
     lines += [f"        loss = train_step(arena, ws, m, lr, step0 + b + 1{views})",
               "        losses[b] = loss",
-              "        if not np.isfinite(loss):",
+              "        if stop and not np.isfinite(loss):",
               "            return b + 1",
               "    return nb"]
     return "\n".join(lines) + "\n"

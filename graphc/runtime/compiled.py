@@ -23,6 +23,8 @@ from graphc.codegen.module import (
 )
 from graphc.errors import CompileError, FeedError, NumericsError
 from graphc.ir.graph import Graph
+from graphc.ir.node import INT, NONE, TUPLE
+from graphc.ops.update import state_slots
 from graphc.runtime.feeds import check_allocation, gib
 
 
@@ -125,12 +127,21 @@ class CompiledImpl:
         if self.check_numerics:
             status = e.layout.offsets(n)[e.layout.slot_of["status"]]
             ws[status] = 0
+        # Numerics mode stops a step at its first non-finite value, possibly after some
+        # parameters were updated: keep a copy to put the last finite weights back.
+        backup = (self.program.arena.data.copy()
+                  if self.check_numerics and e.name == "train_step" else None)
         if not getattr(e.fn, "signatures", True):  # first call compiles (or loads the cache)
             out = self._first_call(e.fn, self.program.arena.data, ws, n, lr, step, *args)
         else:
             out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
         if out != out or self.check_numerics:
-            self._check_status(e, ws, n, feeds, step)
+            try:
+                self._check_status(e, ws, n, feeds, step)
+            except NumericsError:
+                if backup is not None:
+                    self.program.arena.data[...] = backup
+                raise
         return out
 
     def _check_status(self, e: Entry, ws: np.ndarray, n: int, feeds, step: int) -> None:
@@ -141,7 +152,7 @@ class CompiledImpl:
             self.program.feed_spec.validate(feeds, self.program.dtype, set(feeds))  # raises
             raise FeedError("a label is out of range")
         if code > 0:
-            self._numerics_error(e, code - 1, step)
+            raise NumericsError(self._numerics_message(e, code, step, ws, n, feeds))
 
     def prepare_fast(self) -> None:
         """What a feed must look like to skip the general validation (see ``fast_args``)."""
@@ -191,8 +202,9 @@ class CompiledImpl:
         return float(out)
 
     def fit_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int, lr: float,
-                  step0: int, losses: np.ndarray) -> int:
-        """Run every minibatch of one epoch natively; returns the number of steps taken."""
+                  step0: int, losses: np.ndarray, stop_on_nan: bool = True) -> int:
+        """Run every minibatch of one epoch natively; returns the number of steps taken
+        (fewer when ``stop_on_nan`` and a loss was not finite)."""
         e = self.entries["train_step"]
         ws = e.workspace(bs, self.program.dtype)
         srcs = [feeds[f] for f in e.feeds]
@@ -209,9 +221,15 @@ class CompiledImpl:
             for b in range((total + bs - 1) // bs):
                 idx = perm[b * bs:(b + 1) * bs]
                 batch = {f: feeds[f][idx] for f in e.feeds}
-                losses[b] = self._call(e, batch, idx.size, lr, step0 + b + 1)
+                try:
+                    losses[b] = self._call(e, batch, idx.size, lr, step0 + b + 1)
+                except NumericsError as err:
+                    err.steps_done = b  # the failing step was undone; b steps stand
+                    raise
+                if stop_on_nan and not np.isfinite(losses[b]):
+                    return b + 1
             return (total + bs - 1) // bs
-        args = (arena, ws, bs, lr, step0, perm, losses, *srcs, *bufs)
+        args = (arena, ws, bs, lr, step0, perm, losses, stop_on_nan, *srcs, *bufs)
         if not getattr(fn, "signatures", True):
             return int(self._first_call(fn, *args))
         return int(fn(*args))
@@ -249,13 +267,121 @@ class CompiledImpl:
         finally:
             self.t_compile_native += time.perf_counter() - t0
 
-    def _numerics_error(self, e: Entry, nid: int, step: int) -> None:
-        node = e.graph.node(nid)
-        where = f" at {node.loc}" if node.loc else ""
-        label = node.get("name") or node.get("act") or ""
-        raise NumericsError(f"non-finite value produced by {node.op} {label}{where} in "
-                            f"{e.name} (step {step}); its inputs: "
-                            f"{', '.join(e.graph.node(i).op for i in e.graph.inputs(nid))}")
+    # --- numerics mode ----------------------------------------------------------------
+    _TUPLE_NAMES = {"dense": ("y", "z"), "sce_fused": ("loss", "probabilities"),
+                    "bce_fused": ("loss", "sigmoid")}
+
+    def _numerics_message(self, e: Entry, code: int, step: int, ws: np.ndarray, n: int,
+                          feeds) -> str:
+        """What went non-finite, decoded from the status word (see ``Emitter._numerics_check``):
+        the value, the op and the user's layer and source line, the entry and step, and
+        which of the op's inputs were already non-finite."""
+        g = e.graph
+        nid, k = divmod(code, 8)
+        nid -= 1
+        node = g.node(nid)
+        if node.op == "update":
+            pname, opt = node.get("param"), node.get("opt")
+            slot = state_slots(node.attr)[k - 1] if k else None
+            key = f"{pname}:{slot}" if slot else pname
+            what = (f"optimizer state {key!r}" if slot else f"parameter {pname!r}")
+            what += f" after its {opt} update"
+            bad = self._state_of(self.program.arena.views[key])
+            src = nid
+        else:
+            src = g.inputs(nid)[0] if node.op == "getitem" else nid
+            what = "the output"
+            if node.op == "getitem":
+                prod = g.node(src)
+                names = prod.get("outs") or self._TUPLE_NAMES.get(prod.op) or ()
+                idx = node.get("index")
+                what = f"output {names[idx] if idx < len(names) else idx}"
+            bad = self._state_of(self._value(e, nid, ws, n, feeds))
+        snode = g.node(src)
+        desc = snode.op
+        if snode.get("act"):
+            desc += f" (act {snode.get('act')})"
+        layer = self._layer(g, src)
+        if layer:
+            desc += f" of layer {layer!r}"
+        if snode.loc:
+            desc += f", defined at {snode.loc}"
+        ins = []
+        for i in g.inputs(src):
+            st = self._state_of(self._value(e, i, ws, n, feeds))
+            if st is not None:
+                ins.append((self._input_label(g, i), st))
+        nonfinite = [f"{lab} ({st})" for lab, st in ins if st != "finite"]
+        if nonfinite:
+            cause = "non-finite input(s): " + ", ".join(nonfinite)
+        else:
+            cause = ("all its inputs are finite, so the op itself produced it (overflow, "
+                     "inf - inf, 0/0...)")
+        listing = ", ".join(f"{lab}: {st}" for lab, st in ins)
+        train = e.name == "train_step"
+        return (f"{bad or 'non-finite'} in {what} of {desc}, in {e.name}"
+                f"{f' at step {step}' if train else ''}; {cause}. Inputs: {listing or 'none'}."
+                f"{' The weights are those from before this step.' if train else ''} (numerics "
+                "mode: check_numerics=True or GRAPHC_CHECK_NUMERICS=1)")
+
+    @staticmethod
+    def _state_of(a) -> str | None:
+        if a is None:
+            return None
+        if np.isnan(a).any():
+            return "NaN"
+        if np.isinf(a).any():
+            return "+inf" if (a == np.inf).any() and not (a == -np.inf).any() else (
+                "-inf" if not (a == np.inf).any() else "+-inf")
+        return "finite"
+
+    def _value(self, e: Entry, i: int, ws: np.ndarray, n: int, feeds):
+        """Node i's current value (None for tuples, integers and values with no buffer)."""
+        node = e.graph.node(i)
+        if node.op == "input":
+            a = feeds.get(node.get("name"))
+            return None if a is None or a.dtype.kind != "f" else a
+        if node.op == "parameter":
+            return self.program.arena.views[node.get("name")]
+        slot = e.layout.slot_of.get(i)
+        if node.dtype in (TUPLE, NONE, INT) or slot is None:
+            return None
+        shape = tuple(n if d is None else d for d in node.shape) or (1,)
+        off = e.layout.offsets(n)[slot]
+        return ws[off:off + int(np.prod(shape, dtype=np.int64))]
+
+    @staticmethod
+    def _layer(g: Graph, nid: int) -> str:
+        """The user's name for node nid: its own, or the layer of a parameter it reads
+        ("fc1" from "fc1/W")."""
+        node = g.node(nid)
+        if node.get("name") and node.op not in ("input", "parameter"):
+            return str(node.get("name"))
+        if node.op == "update":
+            return str(node.get("param")).rsplit("/", 1)[0]
+        for i in g.inputs(nid):
+            src = g.node(i)
+            if src.op == "getitem":
+                src = g.node(g.inputs(i)[0])
+            if src.op == "parameter" and "/" in str(src.get("name")):
+                return str(src.get("name")).rsplit("/", 1)[0]
+        return ""
+
+    def _input_label(self, g: Graph, i: int) -> str:
+        node = g.node(i)
+        if node.op == "input":
+            return f"feed {node.get('name')!r}"
+        if node.op == "parameter":
+            return f"parameter {node.get('name')!r}"
+        if node.op == "getitem":
+            prod = g.node(g.inputs(i)[0])
+            names = prod.get("outs") or self._TUPLE_NAMES.get(prod.op) or ()
+            idx = node.get("index")
+            part = names[idx] if idx < len(names) else idx
+            layer = self._layer(g, g.inputs(i)[0])
+            return f"{part} of {prod.op}" + (f" {layer!r}" if layer else "")
+        layer = self._layer(g, i)
+        return node.op + (f" {layer!r}" if layer else "")
 
     def step(self, feeds: dict[str, np.ndarray], n: int, lr: float, step: int) -> float:
         e = self.entries["train_step"]

@@ -10,13 +10,14 @@ backends share one storage and one save format.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from graphc.autodiff import build_training
-from graphc.errors import FeedError, GraphError
+from graphc.errors import FeedError, GraphError, NumericsError
 from graphc.ir.graph import Graph
 from graphc.ir.node import shape_str
 from graphc.ops.sources import init_param
@@ -53,7 +54,7 @@ class Program:
                  weight_decay: float = 0.0, clip_norm: float | None = None,
                  dtype: str = "float32", seed: int = 0, backend: str = "compiled",
                  check_passes: bool = False, verify: bool = False,
-                 check_numerics: bool = False) -> None:
+                 check_numerics: bool | None = None) -> None:
         if dtype not in ("float32", "float64"):
             raise GraphError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if backend not in ("compiled", "reference"):
@@ -64,6 +65,9 @@ class Program:
         self.backend = backend
         self.optimizer = optimizer
         self.seed = seed
+        if check_numerics is None:  # numerics mode from the environment (default off)
+            check_numerics = os.environ.get("GRAPHC_CHECK_NUMERICS", "").strip().lower() in (
+                "1", "true", "yes", "on")
         self.options = dict(check_passes=check_passes, verify=verify,
                             check_numerics=check_numerics)
         self._lock = threading.RLock()
@@ -173,21 +177,35 @@ class Program:
             if fast is not None:
                 with self._lock:
                     self.step_count += 1
-                    return impl.step_fast(fast[0], fast[1], self.lr(), self.step_count)
+                    try:
+                        return impl.step_fast(fast[0], fast[1], self.lr(), self.step_count)
+                    except NumericsError:  # numerics mode undid the step
+                        self.step_count -= 1
+                        raise
         checked, batch = self.feed_spec.validate(feeds, self.dtype)
         with self._lock:
             self.step_count += 1
             if self._impl is not None:
-                return self._impl.step(checked, batch, self.lr(), self.step_count)
+                try:
+                    return self._impl.step(checked, batch, self.lr(), self.step_count)
+                except NumericsError:
+                    self.step_count -= 1
+                    raise
             return self._reference_step(checked)
 
     def run_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, batch_size: int,
-                  losses: np.ndarray) -> int:
-        """Steps over ``feeds`` in minibatches by ``perm``; returns how many ran."""
+                  losses: np.ndarray, stop_on_nan: bool = True) -> int:
+        """Steps over ``feeds`` in minibatches by ``perm``; returns how many ran (up to
+        and including the first non-finite loss when ``stop_on_nan``)."""
         with self._lock:
             step0 = self.step_count
             if self._impl is not None:
-                done = self._impl.fit_epoch(feeds, perm, batch_size, self.lr(), step0, losses)
+                try:
+                    done = self._impl.fit_epoch(feeds, perm, batch_size, self.lr(), step0, losses,
+                                                stop_on_nan)
+                except NumericsError as err:
+                    self.step_count = step0 + getattr(err, "steps_done", 0)
+                    raise
             else:
                 done = 0
                 for start in range(0, perm.size, batch_size):
@@ -195,7 +213,7 @@ class Program:
                     self.step_count += 1
                     losses[done] = self._reference_step({k: v[idx] for k, v in feeds.items()})
                     done += 1
-                    if not np.isfinite(losses[done - 1]):
+                    if stop_on_nan and not np.isfinite(losses[done - 1]):
                         break
             self.step_count = step0 + done
             return done
