@@ -5,11 +5,15 @@ the compiled ``fit_loop`` gathers every minibatch and runs every step inside
 one native call, recording each step's loss.  Between epochs, in Python:
 validation, early stopping, the progress bar and callbacks.
 
-A non-finite loss is handled by ``on_nan``: ``"stop"`` (default) restores the
-weights from before the failing step -- the epoch is replayed from its start
-snapshot up to that step, which is exact because steps are deterministic --
-and ends training; ``"raise"`` does the same and raises ``NumericsError``;
-``"continue"`` carries on.
+A non-finite loss -- or an update that leaves the parameters or optimizer state
+non-finite with the loss still finite -- is handled by ``on_nan``: ``"stop"``
+(default) restores the last finite weights, those from before the failing step
+(the epoch is replayed from its start snapshot, which is exact because steps are
+deterministic), and ends training with a message in ``History.stop_reason``;
+``"raise"`` does the same and raises ``NumericsError``; ``"continue"`` carries on
+through the whole epoch.  In numerics mode (``check_numerics=True``) the first
+non-finite value inside any kernel raises ``NumericsError`` whatever ``on_nan``
+says, with the weights from before that step.
 """
 
 from __future__ import annotations
@@ -92,22 +96,18 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
             perm = (np.random.default_rng(seed + epoch).permutation(total) if shuffle
                     else np.arange(total)).astype(np.int64)
             snapshot = program.arena.data.copy() if on_nan != "continue" else None
+            step0 = program.step_count
             t0 = time.perf_counter()
-            done = program.run_epoch(feeds, perm, batch_size, losses)
+            done = program.run_epoch(feeds, perm, batch_size, losses, on_nan != "continue")
             dt = time.perf_counter() - t0
-            finite = np.isfinite(losses[:done])
-            if done and not finite[-1] and on_nan != "continue":
-                bad = done - 1
-                program.arena.data[...] = snapshot
-                program.step_count -= done
-                if bad:
-                    program.run_epoch(feeds, perm[:bad * batch_size], batch_size, losses)
-                msg = (f"loss became non-finite at epoch {epoch}, step {bad + 1}; "
-                       "weights restored to before that step")
-                history.stopped_early, history.stop_reason = True, msg
-                if on_nan == "raise":
-                    raise NumericsError(msg)
-                break
+            if on_nan != "continue" and done:
+                msg = _check_epoch(program, feeds, perm, batch_size, losses, done, snapshot,
+                                   step0, epoch, steps_per_epoch)
+                if msg:
+                    history.stopped_early, history.stop_reason = True, msg
+                    if on_nan == "raise":
+                        raise NumericsError(msg)
+                    break
             sizes = np.full(done, batch_size, dtype=np.float64)
             if done:
                 sizes[-1] = total - batch_size * (done - 1)
@@ -150,6 +150,51 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
     if patience is not None and best[1] is not None:
         program.arena.data[...] = best[1]
     return history
+
+
+def _finite(program) -> bool:
+    return bool(np.isfinite(program.arena.data).all())
+
+
+def _check_epoch(program, feeds, perm, bs: int, losses: np.ndarray, done: int, snapshot,
+                 step0: int, epoch: int, steps: int) -> str:
+    """After an epoch run with a stop on non-finite losses: "" if all is well, else
+    roll back to the last finite weights and say what happened.
+
+    The epoch stopped at a non-finite loss, or its losses were finite but a step made
+    the parameters or optimizer state non-finite (an overflowing update).  Either way
+    the epoch is replayed from its start snapshot one step at a time -- exact, since
+    steps are deterministic -- and stops before the first step whose loss or
+    resulting state is not finite.
+    """
+    last = float(losses[done - 1])
+    if np.isfinite(last) and _finite(program):
+        return ""
+    limit = done - 1 if not np.isfinite(last) else done
+    program.arena.data[...] = snapshot
+    program.step_count = step0
+    scratch = np.zeros(1)
+    kept = 0
+    for k in range(limit):
+        before = program.arena.data.copy()
+        program.run_epoch(feeds, perm[k * bs:(k + 1) * bs], bs, scratch)
+        if not _finite(program):
+            program.arena.data[...] = before
+            program.step_count -= 1
+            break
+        kept += 1
+    step = kept + 1
+    if kept == limit and not np.isfinite(last):
+        what = f"the loss was {last}"
+    else:
+        what = (f"the loss was finite ({float(losses[kept]):.6g}) but the update made the "
+                "parameters or optimizer state non-finite")
+    return (f"fit stopped at epoch {epoch}, step {step} of {steps} (global step "
+            f"{step0 + step}): {what}. The weights are those from before that step, the last "
+            "finite ones. Try a lower learning rate or clip_norm=..., check the data for "
+            "NaN/inf, or compile with check_numerics=True to find the op that first went "
+            "non-finite; fit(on_nan='continue') trains on regardless, on_nan='raise' raises "
+            "NumericsError.")
 
 
 def _progress(progress: bool, epochs: int, steps: int):
