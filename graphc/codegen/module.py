@@ -27,6 +27,15 @@ FASTMATH = {fastmath}
 '''
 
 
+def _decorator(cache: bool) -> str:
+    """The generated functions' ``@njit``; in debug mode (``GRAPHC_DEBUG=1``, see
+    ``graphc.kernels``) with bounds checking, which also gives the module another key."""
+    from graphc.kernels import DEBUG
+
+    return (f"@njit(cache={cache}, nogil=True, fastmath=FASTMATH"
+            f"{', boundscheck=True' if DEBUG else ''})")
+
+
 def build_layout(g: Graph, plan, arena: dict[str, tuple[int, tuple]]) -> Layout:
     """Slots from the memory plan, plus scratch slots shared by all nodes' kernels."""
     slot_sizes = [list(s) for s in plan.slot_sizes]
@@ -56,7 +65,7 @@ def build_layout(g: Graph, plan, arena: dict[str, tuple[int, tuple]]) -> Layout:
 def _prologue(name: str, layout: Layout, nfeeds: int, cache: bool) -> list[str]:
     """Signature, empty placeholders and the workspace offsets for batch size n."""
     args = ", ".join(["arena", "ws", "n", "lr", "step", *(f"f_{i}" for i in range(nfeeds))])
-    lines = [f"@njit(cache={cache}, nogil=True, fastmath=FASTMATH)", f"def {name}({args}):",
+    lines = [_decorator(cache), f"def {name}({args}):",
              "    E1 = arena[0:0]", "    E2 = arena[0:0].reshape((0, 0))", "    o0 = 0"]
     for s, sizes in enumerate(layout.slot_sizes):
         terms = [(f"{a} * n + {b}" if a else str(b)) for a, b in sizes] or ["0"]
@@ -108,7 +117,7 @@ def fit_source(feeds: list[str], cache: bool) -> str:
     # (a training graph may have no feeds at all: a loss of the parameters alone)
     args = ", ".join(["arena", "ws", "bs", "lr", "step0", "perm", "losses", "stop",
                       *(f"f_{i}" for i in range(k)), *(f"b_{i}" for i in range(k))])
-    lines = [f"@njit(cache={cache}, nogil=True, fastmath=FASTMATH)",
+    lines = [_decorator(cache),
              f"def fit_loop({args}):",
              "    total = perm.size",
              "    nb = (total + bs - 1) // bs",
