@@ -32,7 +32,9 @@ def _decorator(cache: bool) -> str:
     ``graphc.kernels``) with bounds checking, which also gives the module another key."""
     from graphc.kernels import DEBUG
 
-    return (f"@njit(cache={cache}, nogil=True, fastmath=FASTMATH"
+    # error_model="numpy" as in the kernels: Python's model checks every float division
+    # for zero, which keeps loops from vectorising; x / 0 is inf or NaN, as in PyTorch.
+    return (f"@njit(cache={cache}, nogil=True, fastmath=FASTMATH, error_model='numpy'"
             f"{', boundscheck=True' if DEBUG else ''})")
 
 

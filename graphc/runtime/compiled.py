@@ -35,10 +35,15 @@ def _optimize(graph: Graph, verify: bool, guard: bool):
 
 
 def host_fingerprint() -> str:
+    import llvmlite
     import llvmlite.binding as llvm
 
-    return "|".join([graphc.__version__, numba.__version__, llvm.get_host_cpu_name(),
-                     llvm.get_host_cpu_features().flatten()])
+    from graphc.kernels import SOURCE_HASH
+
+    # The kernels' source enters the key: their machine code is linked into the module.
+    return "|".join([graphc.__version__, numba.__version__, llvmlite.__version__,
+                     llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(),
+                     SOURCE_HASH])
 
 
 class Entry:
