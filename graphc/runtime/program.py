@@ -179,7 +179,9 @@ class Program:
                     self.step_count += 1
                     try:
                         return impl.step_fast(fast[0], fast[1], self.lr(), self.step_count)
-                    except NumericsError:  # numerics mode undid the step
+                    except (NumericsError, FeedError):
+                        # Numerics mode undid the step, or it never ran: the generated
+                        # label check or the workspace allocation refused the feeds.
                         self.step_count -= 1
                         raise
         checked, batch = self.feed_spec.validate(feeds, self.dtype)
@@ -188,7 +190,7 @@ class Program:
             if self._impl is not None:
                 try:
                     return self._impl.step(checked, batch, self.lr(), self.step_count)
-                except NumericsError:
+                except (NumericsError, FeedError):
                     self.step_count -= 1
                     raise
             return self._reference_step(checked)
