@@ -14,6 +14,9 @@ never reach a kernel.  Rules (documented in the README):
   since 2.7 is no class) and must lie in [0, classes) when they feed a
   classification loss;
 * non-contiguous and Fortran-order arrays are copied to C order.
+* a batch of 0 rows is valid for ``run``, ``step`` and ``evaluate``: outputs are
+  empty, a loss is NaN (the mean of nothing) and ``step`` updates as with a zero
+  gradient (see ``Program.step``); ``fit`` refuses empty training data.
 * a copy (or, in the compiled backend, a workspace) larger than the machine's
   physical memory is refused with a FeedError before anything is allocated
   (:func:`check_allocation`), so a huge batch never reaches native code.

@@ -168,7 +168,14 @@ class Program:
             return reference.run(self.forward_graph, checked, self.arena.views, self.dtype.name)
 
     def step(self, feeds: Mapping[str, np.ndarray]) -> float:
-        """One training step (forward, backward, update); returns the loss before the update."""
+        """One training step (forward, backward, update); returns the loss before the update.
+
+        An empty batch (0 rows) returns NaN -- the mean of nothing, as PyTorch's
+        ``reduction="mean"`` gives -- and updates as with a zero data gradient: plain
+        SGD leaves the weights alone, momentum, Adam's moments and weight decay still
+        move them (as ``optimizer.step()`` after such a batch does in PyTorch).  Both
+        backends agree.
+        """
         if self.train_graph is None:
             raise GraphError("this program has no optimizer: compile it with optimizer=...")
         impl = self._impl
