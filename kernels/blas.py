@@ -67,10 +67,42 @@ GEMM_LOOPS_MAX_MNK = 64
 GEMM_LOOPS_MAX_MNK_NT = 512
 
 
+def _cython_blas():
+    """SciPy's cython_blas extension, loaded without ``scipy.linalg``'s ``__init__``.
+
+    That package import pulls in most of SciPy (~0.3 s, every process); the BLAS
+    capsules need only the extension itself.  Registered under its usual name, so
+    a later ``import scipy.linalg`` reuses it; any surprise falls back to the import.
+    """
+    import importlib.machinery
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return sys.modules[name]
+    try:
+        spec = importlib.util.find_spec("scipy")
+        folder = Path(spec.origin).parent / "linalg"
+        path = next(str(p) for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                    for p in folder.glob("cython_blas" + suffix))
+        loader = importlib.machinery.ExtensionFileLoader(name, path)
+        module = importlib.util.module_from_spec(
+            importlib.util.spec_from_file_location(name, path, loader=loader))
+        loader.exec_module(module)
+        sys.modules[name] = module
+        return module
+    except Exception:  # noqa: BLE001 -- any layout surprise: the ordinary import
+        from scipy.linalg import cython_blas
+
+        return cython_blas
+
+
 def _register_blas_symbols():
     import ctypes
 
-    from scipy.linalg import cython_blas
+    cython_blas = _cython_blas()
 
     get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
     get_ptr.restype = ctypes.c_void_p
