@@ -25,7 +25,6 @@ from graphc.frontends import layers  # noqa: E402
 from graphc.frontends.api import compile, function  # noqa: E402
 from graphc.frontends.layers import Sequential  # noqa: E402
 from graphc.frontends.spec import load_spec  # noqa: E402
-from graphc.io import load_program as load  # noqa: E402
 from graphc.frontends.symbolic import (  # noqa: E402
     Tensor,
     activation,
@@ -59,6 +58,7 @@ from graphc.frontends.symbolic import (  # noqa: E402
     tanh,
     transpose,
 )
+from graphc.io import load_program as load  # noqa: E402
 
 __all__ = [
     "CacheError", "CompileError", "DataError", "FeedError", "GradError", "GraphError",
