@@ -1,0 +1,266 @@
+"""The on-disk cache of generated modules (``graphc/codegen/cache.py``).
+
+* A second process loads the module's native code from Numba's cache: its
+  ``train_step`` dispatcher records a cache hit and no miss (``Dispatcher.stats``
+  in Numba 0.68), and computes the same step.
+* A corrupt or truncated ``g_<key>.py`` (or one holding other code) is
+  detected by comparing it with the generated text, rewritten, and never run.
+* Corrupt Numba index (``.nbi``) or data (``.nbc``) files -- random bytes,
+  truncated, empty: Numba itself raises UnpicklingError/EOFError on them -- cost
+  one warning and a recompile, and the next process hits the rewritten cache.
+* An untrusted cache directory (read-only, owned by someone else, writable by
+  group or others) compiles in memory with exactly one RuntimeWarning and
+  writes nothing there.
+* Eight processes compiling the same graph into one empty directory at the same
+  moment all succeed, agree bit for bit, and leave one complete module.
+
+Every test uses its own directory (``tmp_path``), never ``~/.cache``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.codegen import cache
+
+CHILD = str(Path(__file__).with_name("cache_child.py"))
+
+
+def child(cache_dir: Path, timeout: float = 600) -> dict:
+    """Run cache_child.py with ``cache_dir`` as the cache; its JSON report."""
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache_dir)}
+    r = subprocess.run([sys.executable, CHILD], env=env, capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def native_files(d: Path, key: str, entry: str = "train_step") -> dict[str, Path]:
+    files = sorted((d / "__pycache__").glob(f"g_{key}.{entry}-*"))
+    return {"nbi": next(f for f in files if f.suffix == ".nbi"),
+            "nbc": next(f for f in files if f.suffix == ".nbc")}
+
+
+def same_result(a: dict, b: dict) -> None:
+    assert a["loss"] == b["loss"]
+    assert a["out"] == b["out"]
+    assert a["params"] == b["params"]
+
+
+@pytest.fixture(scope="module")
+def warm_dir(tmp_path_factory):
+    """A cache directory the child has compiled into once, and that first report."""
+    d = tmp_path_factory.mktemp("graphc-cache") / "cache"
+    first = child(d)
+    assert first["misses"] == 1 and first["hits"] == 0 and first["on_disk"]
+    assert first["warnings"] == []
+    return d, first
+
+
+def fresh_copy(warm_dir, tmp_path) -> tuple[Path, dict]:
+    import shutil
+
+    d, first = warm_dir
+    copy = tmp_path / "cache"
+    shutil.copytree(d, copy)
+    os.chmod(copy, 0o700)
+    return copy, first
+
+
+def test_second_process_loads_without_recompiling(warm_dir):
+    d, first = warm_dir
+    second = child(d)
+    assert second["hits"] == 1 and second["misses"] == 0
+    assert second["warnings"] == []
+    assert second["key"] == first["key"] and second["path"] == first["path"]
+    same_result(first, second)
+    assert Path(first["path"]).parent == d
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    # The index and data files of every entry that ran are there.
+    assert set(native_files(d, first["key"])) == {"nbi", "nbc"}
+    assert set(native_files(d, first["key"], "forward")) == {"nbi", "nbc"}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "other code"])
+def test_damaged_module_file_is_rewritten_and_never_run(warm_dir, tmp_path, damage):
+    d, first = fresh_copy(warm_dir, tmp_path)
+    path = d / Path(first["path"]).name
+    text = path.read_text()
+    marker = tmp_path / "stale-code-ran"
+    path.write_bytes({
+        "truncated": text[: len(text) // 2].encode(),
+        "garbage": os.urandom(3000),
+        "empty": b"",
+        "other code": (text + f"\nopen({str(marker)!r}, 'w').close()\n").encode(),
+    }[damage])
+    again = child(d)
+    assert path.read_text() == text, "the module file was not restored"
+    assert not marker.exists(), "a cached module that differs from the generated text ran"
+    same_result(first, again)
+    assert again["warnings"] == []
+    # Numba 0.68 stamps its cache with a hash of the module's text, so the native code
+    # cached for the restored text is still valid and is reused.
+    assert again["hits"] == 1 and again["misses"] == 0
+
+
+@pytest.mark.parametrize("which,damage", [("nbi", "garbage"), ("nbi", "empty"),
+                                          ("nbc", "truncated"), ("nbc", "garbage")])
+def test_damaged_numba_cache_files_are_recompiled(warm_dir, tmp_path, which, damage):
+    d, first = fresh_copy(warm_dir, tmp_path)
+    f = native_files(d, first["key"])[which]
+    data = f.read_bytes()
+    f.write_bytes({"garbage": os.urandom(len(data)), "truncated": data[: len(data) // 3],
+                   "empty": b""}[damage])
+    again = child(d)
+    same_result(first, again)
+    assert again["misses"] == 1 and again["hits"] == 0
+    assert len(again["warnings"]) == 1
+    assert "unreadable Numba cache files" in again["warnings"][0]
+    assert "recompiled" in again["warnings"][0]
+    after = child(d)
+    assert after["hits"] == 1 and after["misses"] == 0 and after["warnings"] == []
+    same_result(first, after)
+
+
+# --- untrusted directories: compile in memory, one warning ---------------------------------
+
+def small_function(units: int):
+    """A forward-only function; ``units`` makes each test's graph (and key) its own."""
+    x = gc.input("x", (None, 3))
+    return gc.function([x], [gc.dense(x, units, activation="tanh", name="fc")],
+                       dtype="float64")
+
+
+def compile_in(d: Path, units: int, monkeypatch) -> tuple[list, list]:
+    """Build and call the function twice with cache dir ``d``: (graphc warnings, impls)."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(d))
+    impls = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            f = small_function(units)
+            out = f(np.ones((2, 3)))[0]
+            assert out.shape == (2, units) and np.isfinite(out).all()
+            impls.append(f.program._impl)
+    msgs = [str(w.message) for w in caught
+            if issubclass(w.category, RuntimeWarning) and str(w.message).startswith("graphc")]
+    return msgs, impls
+
+
+def assert_in_memory(d: Path, impls) -> None:
+    for impl in impls:
+        assert not impl.on_disk
+        assert d not in impl.path.parents
+        assert "cache=True" not in impl.module.__graphc_source__
+    assert not list(d.glob("g_*.py")) and not (d / "__pycache__").exists()
+
+
+def test_read_only_directory(tmp_path, monkeypatch):
+    d = tmp_path / "ro"
+    d.mkdir(mode=0o700)
+    d.chmod(0o500)
+    if os.geteuid() == 0:  # root writes anyway: answer as the kernel would for a user
+        real = os.access
+        monkeypatch.setattr(os, "access",
+                            lambda p, mode, **kw: False if Path(p) == d and mode & os.W_OK
+                            else real(p, mode, **kw))
+    try:
+        msgs, impls = compile_in(d, 2, monkeypatch)
+    finally:
+        d.chmod(0o700)
+    assert len(msgs) == 1 and "read-only" in msgs[0] and str(d) in msgs[0], msgs
+    assert_in_memory(d, impls)
+
+
+def test_directory_that_cannot_be_written(tmp_path, monkeypatch):
+    """Looks writable, but writing fails (a read-only mount, a full disk)."""
+    d = tmp_path / "rofs"
+    d.mkdir(mode=0o700)
+    real = cache._atomic_write
+
+    def atomic_write(path, text):
+        if Path(path).parent == d:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real(path, text)
+
+    monkeypatch.setattr(cache, "_atomic_write", atomic_write)
+    msgs, impls = compile_in(d, 3, monkeypatch)
+    assert len(msgs) == 1 and "cannot write" in msgs[0] and "Read-only file system" in msgs[0]
+    assert_in_memory(d, impls)
+
+
+def test_directory_owned_by_someone_else(tmp_path, monkeypatch):
+    d = tmp_path / "theirs"
+    d.mkdir(mode=0o700)
+    uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: uid + 1)
+    msgs, impls = compile_in(d, 4, monkeypatch)
+    assert len(msgs) == 1 and "not owned by you" in msgs[0] and str(d) in msgs[0], msgs
+    assert_in_memory(d, impls)
+
+
+@pytest.mark.parametrize("mode,who", [(0o777, "its group and others"), (0o770, "its group"),
+                                      (0o702, "others")])
+def test_directory_writable_by_others(tmp_path, monkeypatch, mode, who):
+    d = tmp_path / "shared"
+    d.mkdir()
+    d.chmod(mode)
+    msgs, impls = compile_in(d, 5 + mode % 7, monkeypatch)
+    assert len(msgs) == 1, msgs
+    assert f"writable by {who}" in msgs[0] and str(d) in msgs[0] and "chmod 700" in msgs[0]
+    assert_in_memory(d, impls)
+
+
+def test_missing_directory_is_created_private(tmp_path, monkeypatch):
+    d = tmp_path / "a" / "b" / "cache"
+    msgs, impls = compile_in(d, 9, monkeypatch)
+    assert msgs == []
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    assert all(impl.on_disk and impl.path.parent == d for impl in impls)
+    assert impls[0].path.read_text() == impls[0].source
+
+
+# --- many processes at once -----------------------------------------------------------------
+
+def test_eight_processes_compile_into_one_empty_directory(tmp_path):
+    d = tmp_path / "cache"
+    go = tmp_path / "go"
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(d)}
+    procs = [subprocess.Popen([sys.executable, CHILD, str(go)], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(8)]
+    try:
+        for p in procs:  # every one has imported graphc and waits
+            assert p.stdout.readline().strip() == "ready"
+        go.touch()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=900)
+            assert p.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for r in results[1:]:
+        same_result(results[0], r)
+        assert r["key"] == results[0]["key"] and r["path"] == results[0]["path"]
+    assert all(r["on_disk"] and r["warnings"] == [] for r in results)
+    modules = list(d.glob("g_*.py"))
+    assert [m.name for m in modules] == [Path(results[0]["path"]).name]
+    assert not [f for f in d.iterdir() if f.name.endswith(".tmp")], "a temp file was left"
+    # The module is complete: a ninth process reads it and Numba's cache.
+    late = child(d)
+    same_result(results[0], late)
+    assert late["hits"] == 1 and late["misses"] == 0 and late["warnings"] == []
