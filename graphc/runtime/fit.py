@@ -83,7 +83,7 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
         val, _ = program.feed_spec.validate(_data_dict(validation), program.dtype)
     history = History()
     seed = program.seed if seed is None else seed
-    best = (np.inf, None)
+    best = (np.inf, None, 0)
     bad_epochs = 0
     steps_per_epoch = -(-total // batch_size) if total else 0
     losses = np.zeros(max(steps_per_epoch, 1))
@@ -125,7 +125,8 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
                 if not np.isnan(va):
                     post["val_acc"] = f"{va:.4f}"
                 if vl < best[0]:
-                    best = (vl, program.arena.data.copy())
+                    # The step count goes with the weights: Adam's bias correction reads it.
+                    best = (vl, program.arena.data.copy(), program.step_count)
                     history.best_epoch = epoch
                     bad_epochs = 0
                 else:
@@ -149,6 +150,7 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
             bar.close()
     if patience is not None and best[1] is not None:
         program.arena.data[...] = best[1]
+        program.step_count = best[2]
     return history
 
 

@@ -93,7 +93,7 @@ def test_early_stopping_restores_the_best_epoch(backend):
     snapshots = {}
 
     def snapshot(epoch, history):
-        snapshots[epoch] = (net.params, net.state)
+        snapshots[epoch] = (net.params, net.state, net.step_count)
 
     patience = 2
     hist = net.fit(train, epochs=30, batch_size=16, validation=val, patience=patience,
@@ -106,6 +106,7 @@ def test_early_stopping_restores_the_best_epoch(backend):
     assert all(v > hist.val_loss[best] for v in hist.val_loss[best + 1:])
     _arrays_equal(net.params, snapshots[best][0])
     _arrays_equal(net.state, snapshots[best][1])
+    assert net.step_count == snapshots[best][2]  # Adam's bias correction resumes from there
     assert net.evaluate(val)["loss"] == pytest.approx(hist.val_loss[best], rel=1e-12)
 
 
