@@ -649,6 +649,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"] and not {"-h", "--help"} & set(argv[1:2]):
+        # Everything after 'bench' belongs to the suite's own parser (argparse would
+        # take '--configs' for an option of graphc's).
+        rest = [a for a in argv[1:] if a != "--debug"]
+        return cmd_bench(argparse.Namespace(suite_args=rest, debug="--debug" in argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
