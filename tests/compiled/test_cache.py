@@ -37,9 +37,17 @@ from graphc.codegen import cache
 CHILD = str(Path(__file__).with_name("cache_child.py"))
 
 
+def child_env(cache_dir: Path) -> dict:
+    """The environment of a child: ``cache_dir`` as the cache, and Numba's files next to
+    the module (its default), even when the tests run with NUMBA_CACHE_DIR set."""
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache_dir)}
+    env.pop("NUMBA_CACHE_DIR", None)
+    return env
+
+
 def child(cache_dir: Path, timeout: float = 600) -> dict:
     """Run cache_child.py with ``cache_dir`` as the cache; its JSON report."""
-    env = {**os.environ, "GRAPHC_CACHE_DIR": str(cache_dir)}
+    env = child_env(cache_dir)
     r = subprocess.run([sys.executable, CHILD], env=env, capture_output=True, text=True,
                        timeout=timeout)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -236,7 +244,7 @@ def test_missing_directory_is_created_private(tmp_path, monkeypatch):
 def test_eight_processes_compile_into_one_empty_directory(tmp_path):
     d = tmp_path / "cache"
     go = tmp_path / "go"
-    env = {**os.environ, "GRAPHC_CACHE_DIR": str(d)}
+    env = child_env(d)
     procs = [subprocess.Popen([sys.executable, CHILD, str(go)], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for _ in range(8)]
