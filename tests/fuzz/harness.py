@@ -1,0 +1,293 @@
+"""Run one fuzz case on one backend and collect everything it observes.
+
+:func:`observe` executes a :class:`~.strategies.Case` the way a user would:
+``gc.function`` of ``[loss, *gc.grad(loss, params [+ inputs])]`` for the
+gradients, ``gc.compile`` for ``run`` and two optimizer ``step`` calls, then
+the parameters, the optimizer state and ``run`` again.  Both backends get the
+same seed, so the same initial parameters and the same feeds.  A
+``GraphcError`` raised by a stage is recorded (the other backend must raise
+the same class); any other exception is a bug and propagates.
+
+:func:`differences` compares two observations with :mod:`.tolerances`, and
+:func:`report` formats a failure as a self-contained reproduction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+import traceback
+
+import numpy as np
+
+import graphc as gc
+from graphc.ir.graph import Graph
+from graphc.ir.printer import to_text
+
+from .strategies import Case
+from .tolerances import TRUTH_FACTOR, mismatch, rtol_for
+
+BACKENDS = ("compiled", "reference")
+
+
+class Raised:
+    """A GraphcError a stage raised (compared by class, reported with its message)."""
+
+    def __init__(self, e: Exception) -> None:
+        self.kind = type(e).__name__
+        self.message = str(e)
+
+    def __repr__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+def leaves(tensors, op: str) -> list:
+    """The ``gc.input`` / ``gc.parameter`` tensors ``tensors`` depend on, sorted by name."""
+    found, seen, stack = {}, set(), list(tensors)
+    while stack:
+        t = stack.pop()
+        if id(t) not in seen:
+            seen.add(id(t))
+            stack.extend(t.inputs)
+            if t.node.op == op:
+                found[t.node.get("name")] = t
+    return [found[k] for k in sorted(found)]
+
+
+def load(case: Case) -> dict:
+    """Execute the case's source: a namespace with ``model`` and ``feeds``."""
+    ns: dict = {}
+    exec(compile(case.source, f"<fuzz case {case.seed}>", "exec"), ns)  # noqa: S102
+    return ns
+
+
+def input_graph(case: Case) -> Graph:
+    g, _ = Graph.from_values(load(case)["model"]())
+    return g
+
+
+@contextlib.contextmanager
+def _stage(res: dict, name: str):
+    try:
+        yield
+    except gc.GraphcError as e:
+        res[f"{name}: raised"] = Raised(e)
+
+
+def observe(case: Case, backend: str, perturb: tuple[tuple[int, ...], float] | None = None,
+            init: dict | None = None) -> dict[str, object]:
+    """Everything the case observes on ``backend`` (see the module docstring).
+
+    ``perturb=(signs, rtol)`` (reference backend only): skip the gradient
+    function, and move the gradients each optimizer step applies, and the
+    parameters and optimizer state it leaves, by ``sign * rtol * (|a| +
+    max|a|)`` -- the edge of their tolerance -- to measure how far the rest
+    of the training carries an allowed error.  ``init``: start the training
+    from these parameters instead of the seed's.
+    """
+    ns = load(case)
+    rng = np.random.default_rng(case.seed)
+    batches = [ns["feeds"](rng, n) for n in case.batches]
+    res: dict[str, object] = {}
+    m = ns["model"]()
+    loss = m.pop("loss")
+    inputs = leaves([loss, *m.values()], "input")
+    wrt = leaves([loss], "parameter") + [t for t in inputs if t.node.get("name") in case.grad_inputs]
+    names = [t.node.get("name") for t in wrt]
+    common = dict(dtype=case.dtype, seed=case.seed, backend=backend)
+    if perturb is None:
+        with _stage(res, "gradients"):
+            f = gc.function(inputs, [loss, *gc.grad(loss, wrt)], **common)
+            vals = f(*(batches[0][t.node.get("name")] for t in inputs))
+            res["gc.function: loss"] = vals[0]
+            for n, v in zip(names, vals[1:], strict=True):
+                res[f"gradient of {n}"] = v
+    optimizer = eval(case.optimizer, {"gc": gc})  # noqa: S307 -- our own generated call
+    net = None
+    with _stage(res, "gc.compile"):
+        net = gc.compile(loss=loss, outputs=m, optimizer=optimizer, **common, **case.train)
+    if net is None:
+        return res
+    if init is not None:
+        net.set_params(init)
+    if perturb is None:
+        with _stage(res, "run"):
+            for k, v in net.run(batches[0]).items():
+                res[f"run: {k}"] = v
+    with _perturbed_updates(perturb):
+        for s, b in enumerate(batches[1:], 1):
+            with _stage(res, f"step {s}"):
+                res[f"step {s}: loss"] = np.float64(net.step(b))
+    for k, v in net.params.items():
+        res[f"after {len(batches) - 1} steps: {k}"] = v
+    for k, v in net.state.items():
+        res[f"optimizer state {k}"] = v
+    with _stage(res, "run after the steps"):
+        for k, v in net.run(batches[0]).items():
+            res[f"run after the steps: {k}"] = v
+    return res
+
+
+def after_an_update(key: str) -> bool:
+    """Whether observation ``key`` depends on parameters an optimizer step has changed."""
+    return not key.startswith(("gc.function", "gradient of", "run: ", "step 1"))
+
+
+@contextlib.contextmanager
+def _perturbed_updates(perturb):
+    if perturb is None:
+        yield
+        return
+    import graphc.runtime.program as program
+
+    signs, rtol = perturb
+    original = program.reference_update
+
+    def edge(a: np.ndarray, sign: int) -> np.ndarray:
+        fin = np.isfinite(a)
+        scale = np.max(np.abs(a[fin]), initial=0.0)
+        moved = a + a.dtype.type(sign * rtol) * (np.abs(a) + scale)
+        return np.where(fin, moved, a).astype(a.dtype)
+
+    def update(p, g, state, attrs, lr, step):
+        sign = signs[step - 1]
+        original(p, edge(np.asarray(g), sign), state, attrs, lr, step)
+        for a in (p, *state.values()):  # and what the update computed, at its edge too
+            a[...] = edge(a, sign)
+
+    program.reference_update = update
+    try:
+        yield
+    finally:
+        program.reference_update = original
+
+
+def spread(case: Case, want: dict, rtol: float) -> dict[str, np.ndarray]:
+    """Per post-update observation: how far the reference moves when every step's gradients
+    sit at the edge of their tolerance (all four sign patterns over the two steps)."""
+    out: dict[str, np.ndarray] = {}
+    steps = len(case.batches) - 1
+    for signs in itertools.product((1, -1), repeat=steps):
+        obs = observe(case, "reference", perturb=(signs, rtol))
+        for key, b in want.items():
+            a = obs.get(key)
+            if not after_an_update(key) or isinstance(a, Raised) or isinstance(b, Raised) \
+                    or a is None:
+                continue
+            a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+            if a.shape != b.shape:
+                continue
+            d = np.where(np.isfinite(a) & np.isfinite(b), np.abs(a - b), 0.0)
+            out[key] = np.maximum(out[key], d) if key in out else d
+    return out
+
+
+def differences(got: dict, want: dict, rtol: float, extra: dict | None = None,
+                keys=None) -> dict[str, str]:
+    """Every way the compiled observation ``got`` differs from the reference ``want``:
+    observation key -> what differs.
+
+    ``extra``: per key, an elementwise allowance added to the tolerance (see
+    :func:`.tolerances.mismatch`).  ``keys``: compare only these.
+    """
+    out = {}
+    for key in sorted(set(got) | set(want)) if keys is None else keys:
+        if key not in got or key not in want:
+            which = "compiled" if key in got else "reference"
+            out[key] = (f"{key}: only the {which} backend has it "
+                        f"({got.get(key, want.get(key))!r})")
+            continue
+        a, b = got[key], want[key]
+        if isinstance(a, Raised) or isinstance(b, Raised):
+            if not (isinstance(a, Raised) and isinstance(b, Raised) and a.kind == b.kind):
+                out[key] = f"{key}: compiled {a!r} but reference {b!r}"
+            continue
+        msg = mismatch(key, a, b, rtol, (extra or {}).get(key))
+        if msg:
+            out[key] = msg
+    return out
+
+
+def float64_truth(case: Case) -> dict[str, object]:
+    """The reference backend in float64 from the float32 case's own initial parameters
+    and feeds: what the float32 training would give without rounding."""
+    assert case.dtype == "float32"
+    init = gc.compile(loss=load(case)["model"]()["loss"], dtype="float32", seed=case.seed,
+                      backend="reference").params
+    exact = dataclasses.replace(case, dtype="float64")
+    return observe(exact, "reference", init={k: v.astype(np.float64) for k, v in init.items()})
+
+
+def judged_by_truth(key: str, got, want, truth, rtol: float) -> str | None:
+    """For a float32 value after an update that float32 cannot compute reliably: None if
+    the compiled value is about as close to the float64 truth as the reference's (see
+    :mod:`.tolerances`), else why not."""
+    a, b = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    fin = np.isfinite(a) & np.isfinite(b) & np.isfinite(t)
+    if a.shape != t.shape or not fin.any():
+        return f"{key}: no finite float64 truth to judge by"
+    scale = float(np.max(np.abs(t[fin])))
+    err_c = float(np.max(np.abs(a - t)[fin]))
+    err_r = float(np.max(np.abs(b - t)[fin]))
+    if err_c <= TRUTH_FACTOR * err_r + rtol * scale:
+        return None
+    return (f"{key}: and against the float64 truth the compiled float32 value is off by "
+            f"{err_c:.3g}, the reference's by {err_r:.3g} (allowed: {TRUTH_FACTOR:g}x + rtol)")
+
+
+def hypothesis_seed() -> str:
+    s = os.environ.get("GRAPHC_FUZZ_SEED")
+    return f"GRAPHC_FUZZ_SEED={s}" if s else "derandomized (settings(derandomize=True))"
+
+
+def report(case: Case, problems: list[str], error: BaseException | None = None) -> str:
+    """A failure message a person can act on without the test suite."""
+    try:
+        graph = to_text(input_graph(case))
+    except Exception as e:  # noqa: BLE001 -- the graph may be what is broken
+        graph = f"(could not build the graph: {type(e).__name__}: {e})\n"
+    lines = [f"differential fuzz failure: hypothesis seed {hypothesis_seed()}, case seed "
+             f"{case.seed}, dtype {case.dtype}, depth {case.depth}, rtol "
+             f"{rtol_for(case.dtype, case.depth):g}, batches {list(case.batches)}",
+             f"features: {', '.join(case.tags)}", ""]
+    lines += problems
+    if error is not None:
+        lines += ["", "".join(traceback.format_exception(error)).rstrip()]
+    lines += ["", "--- the graph (graphc dump --stage input) ---", graph.rstrip(), "",
+              "--- reproduction: save as repro.py, run `python repro.py` "
+              "(or `graphc dump repro.py:model`) ---", case.snippet().rstrip()]
+    return "\n".join(lines)
+
+
+def check_case(case: Case) -> None:
+    """Run both backends and fail with a reproduction if they disagree."""
+    try:
+        with np.errstate(all="ignore"):  # NaN/inf features make NumPy warn; they are intended
+            got = observe(case, "compiled")
+            want = observe(case, "reference")
+            rtol = rtol_for(case.dtype, case.depth)
+            problems = differences(got, want, rtol)
+            if any(after_an_update(k) for k in problems):
+                # Values after an update: allow what the reference itself spreads to ...
+                later = differences(got, want, rtol, spread(case, want, rtol),
+                                    [k for k in problems if after_an_update(k)])
+                problems = {k: v for k, v in problems.items() if not after_an_update(k)}
+                # ... and in float32, how far float32 itself is from the float64 answer.
+                if later and case.dtype == "float32":
+                    truth = float64_truth(case)
+                    for key, msg in list(later.items()):
+                        if mismatch(key, got[key], want[key], np.inf) is not None:
+                            continue  # NaN/inf in other places: no excuse
+                        verdict = judged_by_truth(key, got[key], want[key], truth.get(key), rtol)
+                        if verdict is None:
+                            del later[key]
+                        else:
+                            later[key] = f"{msg}\n  {verdict}"
+                problems.update(later)
+    except Exception as e:  # noqa: BLE001 -- a crash is a finding too
+        raise AssertionError(report(case, [f"crashed: {type(e).__name__}: {e}"], e)) from None
+    if problems:
+        raise AssertionError(report(case, list(problems.values())))

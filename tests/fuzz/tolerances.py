@@ -1,0 +1,136 @@
+"""The tolerances of the differential fuzzer: the ONE place they are stated.
+
+The compiled backend and the reference interpreter compute the same maths
+with different operation orders: BLAS GEMMs blocked differently from NumPy's
+(or graphc's own loop kernels for small layers), fused loops compiled with
+the ``reassoc``/``contract`` fast-math flags (re-associated sums, FMAs), and
+``afn`` approximations of exp/log/tanh.  They are never bitwise equal, so
+values are compared with
+
+    |compiled - reference| <= rtol * (|reference| + scale)        elementwise
+
+where ``scale = max |reference|`` over the finite entries of that array,
+i.e. an absolute tolerance ``atol = rtol * scale`` relative to the
+magnitude of the array's values.  Why the atol: an entry that is the sum of
+terms of size ~scale which cancel (a bias gradient summed over the batch, a
+softmax-gradient row that sums to zero, a parameter that an update moved
+close to zero) carries a rounding error of ~eps * scale, not ~eps * |entry|;
+a purely relative test would call that a bug.  Using the array's own largest
+value as the size of its terms is what PyTorch's and JAX's tests do with
+``atol`` -- here it scales with the data instead of being a constant.
+
+rtol:
+
+* float64: ``1e-10``, flat.  Worst case of a dot product of k <= 96 terms is
+  k * eps ~ 2e-14 per GEMM; six layers forward and backward, two optimizer
+  steps and Adam's divisions stay below 1e-12 in practice, so 1e-10 leaves
+  two orders of magnitude of headroom while still catching any wrong
+  formula (which shows up at 1e-3 or worse).
+* float32: ``1e-5 * (1 + depth)`` where depth is the number of dense layers
+  (1-6).  float32 eps is 6e-8; a GEMM over k <= 96 terms has a typical
+  (random-walk) error of sqrt(k) * eps ~ 6e-7 and ``afn`` transcendental
+  approximations a few ulps; every further layer multiplies in another
+  Jacobian and adds its own rounding, so the error grows about linearly with
+  depth (errors of successive layers add, to first order, for the
+  well-conditioned random networks the fuzzer draws).  1e-5 per layer is
+  ~15x the per-layer estimate, and the ``1 +`` covers the loss and the
+  optimizer update, which every graph has.
+
+After an optimizer step (the second step's loss, the parameters, the
+optimizer state, ``run`` after the steps) one more term is added, because
+adaptive optimizers are ill-conditioned in the gradient: Adam's and RMSprop's
+update ``lr * g / sqrt(v)`` has the same size for every entry whatever |g|,
+so a gradient entry that is tiny next to the array's largest (|g| ~ rtol *
+max|g|, i.e. one whose allowed error is as large as itself) gets an update
+of size ~lr in a direction that is rounding noise.  The two backends then
+legitimately differ by up to ~lr in that entry.  The same
+holds, less dramatically, whenever a later value depends sensitively on an
+earlier one (a second-step gradient of a saturated network on the
+parameters the first step left).  The allowance is measured, not guessed:
+the reference backend is re-run with every step's gradients, and the
+parameters and optimizer state each step leaves, moved to the edge of their
+own tolerance, ``a + s * rtol * (|a| + max|a|)``, for the four sign patterns
+s = (+-1, +-1) over the two steps; each value may then differ by
+``UPDATE_SPREAD_FACTOR`` (2) times the largest distance the reference
+itself moved.  For well-conditioned entries (and for plain SGD) that spread
+is a few times rtol * |value|, far below any real bug (a wrong formula moves
+a parameter by ~lr); it is only computed when the plain comparison fails
+after an update.
+
+In float32 one last check applies to values after an update that still
+differ: some training runs are chaotic in float32 (saturated tanh whose
+derivative 1 - y*y is pure cancellation, a normalising optimizer turning
+that noise into steps of size lr), and then NumPy's float32 answer is as
+far from the true one as graphc's.  The truth is computed: the reference
+backend in float64 from the same (float32-rounded) initial parameters and
+feeds.  The value passes if, over the array, the compiled float32 result is
+no further from the float64 truth than ``TRUTH_FACTOR`` (2) times the
+reference float32 result is, plus rtol * scale.  NaN/inf positions must
+still match exactly.  A wrong formula is far from the truth while NumPy is
+close to it, so it still fails.
+
+Non-finite values are compared strictly: NaN must be NaN in both arrays at
+exactly the same positions, +inf/-inf likewise (with the same sign); there
+is no NaN filtering.  Shapes and dtypes must be equal too.
+
+This module only imports NumPy, so the reproduction snippets can inline it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F64_RTOL = 1e-10
+F32_RTOL = 1e-5
+UPDATE_SPREAD_FACTOR = 2.0
+TRUTH_FACTOR = 2.0
+
+
+def rtol_for(dtype: str, depth: int) -> float:
+    """The relative tolerance for a graph of ``depth`` dense layers in ``dtype``."""
+    if np.dtype(dtype) == np.float64:
+        return F64_RTOL
+    return F32_RTOL * (1 + depth)
+
+
+def mismatch(name: str, got, want, rtol: float, extra=None) -> str | None:
+    """None if ``got`` (compiled) matches ``want`` (reference), else what differs.
+
+    ``extra``: an elementwise allowance added to the bound (the optimizer
+    spread for values after an update; see the module docstring).
+    """
+    got, want = np.asarray(got), np.asarray(want)
+    if got.shape != want.shape:
+        return f"{name}: shape {got.shape} != reference {want.shape}"
+    if got.dtype != want.dtype:
+        return f"{name}: dtype {got.dtype} != reference {want.dtype}"
+    if got.dtype.kind != "f":
+        if not np.array_equal(got, want):
+            return f"{name}: {got!r} != reference {want!r}"
+        return None
+    for label, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        g, w = test(got), test(want)
+        if not np.array_equal(g, w):
+            i = int(np.argmax(g != w))
+            idx = np.unravel_index(i, got.shape) if got.ndim else ()
+            return (f"{name}: {label} at different positions ({int(g.sum())} in compiled, "
+                    f"{int(w.sum())} in reference; first at {idx}: compiled "
+                    f"{got.flat[i]!r}, reference {want.flat[i]!r})")
+    fin = np.isfinite(want)
+    if not fin.any():
+        return None
+    a, b = got[fin].astype(np.float64), want[fin].astype(np.float64)
+    scale = float(np.max(np.abs(b)))
+    err = np.abs(a - b)
+    bound = rtol * (np.abs(b) + scale)
+    if extra is not None:
+        bound = bound + UPDATE_SPREAD_FACTOR * np.asarray(extra, dtype=np.float64)[fin]
+    bad = err > bound
+    if bad.any():
+        k = int(np.argmax(err - bound))
+        where = np.argwhere(fin)[k]
+        return (f"{name}: max abs error {float(err.max()):.3g} (relative to the array's scale "
+                f"{scale:.3g}: {float(err.max()) / scale if scale else float('inf'):.3g}) "
+                f"> rtol {rtol:g}; {int(bad.sum())} of {bad.size} entries off, worst at "
+                f"{tuple(int(i) for i in where)}: compiled {a[k]!r}, reference {b[k]!r}")
+    return None
