@@ -99,9 +99,9 @@ def _leaves(tensors, op):
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=17)
     rng = np.random.default_rng({self.seed})
     batches = [feeds(rng, n) for n in {list(self.batches)!r}]
+    results = {{}}
     for backend in ("compiled", "reference"):
         m = model()
         loss = m.pop("loss")
@@ -112,10 +112,18 @@ if __name__ == "__main__":
                         backend=backend)
         net = gc.compile(loss=loss, outputs=m, optimizer={self.optimizer}, dtype={self.dtype!r},
                          seed={self.seed}, backend=backend{train})
-        print(backend, "run", net.run(batches[0]))
-        print(backend, "loss and gradients", f(*(batches[0][t.node.get("name")] for t in inputs)))
-        print(backend, "step losses", [net.step(b) for b in batches[1:]])
-        print(backend, "params after the steps", net.params)
+        names = ["loss", *(f"gradient of {{t.node.get('name')}}" for t in wrt)]
+        r = dict(zip(names, f(*(batches[0][t.node.get("name")] for t in inputs))))
+        r.update({{f"run: {{k}}": v for k, v in net.run(batches[0]).items()}})
+        r.update({{f"step {{i}}: loss": net.step(b) for i, b in enumerate(batches[1:], 1)}})
+        r.update({{f"after the steps: {{k}}": v for k, v in net.params.items()}})
+        results[backend] = r
+    for k, want in results["reference"].items():
+        got, want = np.asarray(results["compiled"][k], float), np.asarray(want, float)
+        nan = "" if np.array_equal(np.isnan(got), np.isnan(want)) else "  NaN in different places"
+        err = np.abs(np.where(got == want, 0, got - want))
+        print(f"{{k:32}} max |compiled - reference| {{np.nanmax(err, initial=0):.3g}}"
+              f" (max |reference| {{np.nanmax(np.abs(want), initial=0):.3g}}){{nan}}")
 '''
 
 

@@ -115,7 +115,7 @@ def mismatch(name: str, got, want, rtol: float, extra=None) -> str | None:
             idx = np.unravel_index(i, got.shape) if got.ndim else ()
             return (f"{name}: {label} at different positions ({int(g.sum())} in compiled, "
                     f"{int(w.sum())} in reference; first at {idx}: compiled "
-                    f"{got.flat[i]!r}, reference {want.flat[i]!r})")
+                    f"{float(got.flat[i])!r}, reference {float(want.flat[i])!r})")
     fin = np.isfinite(want)
     if not fin.any():
         return None
@@ -132,5 +132,5 @@ def mismatch(name: str, got, want, rtol: float, extra=None) -> str | None:
         return (f"{name}: max abs error {float(err.max()):.3g} (relative to the array's scale "
                 f"{scale:.3g}: {float(err.max()) / scale if scale else float('inf'):.3g}) "
                 f"> rtol {rtol:g}; {int(bad.sum())} of {bad.size} entries off, worst at "
-                f"{tuple(int(i) for i in where)}: compiled {a[k]!r}, reference {b[k]!r}")
+                f"{tuple(int(i) for i in where)}: compiled {float(a[k])!r}, reference {float(b[k])!r}")
     return None
