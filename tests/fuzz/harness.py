@@ -94,7 +94,8 @@ def observe(case: Case, backend: str, perturb: tuple[tuple[int, ...], float] | N
     m = ns["model"]()
     loss = m.pop("loss")
     inputs = leaves([loss, *m.values()], "input")
-    wrt = leaves([loss], "parameter") + [t for t in inputs if t.node.get("name") in case.grad_inputs]
+    wrt = leaves([loss, *m.values()], "parameter")  # incl. any the loss ignores: zero gradients
+    wrt += [t for t in inputs if t.node.get("name") in case.grad_inputs]
     names = [t.node.get("name") for t in wrt]
     common = dict(dtype=case.dtype, seed=case.seed, backend=backend)
     if perturb is None:

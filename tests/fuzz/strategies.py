@@ -17,6 +17,7 @@ What a case covers:
   ``gc.dense`` followed by a separate activation call, and the low-level
   ``x @ W + b`` with ``gc.parameter`` (operand order varied, with or without
   bias, assorted inits), plus tied weights (``h @ W_prev.T``);
+* an extra head the loss does not use (zero gradients), an input as an output;
 * hidden values used twice, which fusion must refuse to fuse across: skip
   connections before the activation (``act(dense(h) + h)``) and after it
   (``act(dense(h)) + h``), extra outputs exposing a hidden layer or a
@@ -106,7 +107,7 @@ if __name__ == "__main__":
         m = model()
         loss = m.pop("loss")
         inputs = _leaves([loss, *m.values()], "input")
-        wrt = _leaves([loss], "parameter")
+        wrt = _leaves([loss, *m.values()], "parameter")  # incl. unused by the loss: zeros
         wrt += [t for t in inputs if t.node.get("name") in {list(self.grad_inputs)!r}]
         f = gc.function(inputs, [loss, *gc.grad(loss, wrt)], dtype={self.dtype!r}, seed={self.seed},
                         backend=backend)
@@ -305,6 +306,17 @@ def cases(draw, max_depth: int = 6) -> Case:
         w(f"loss = loss + {c} * gc.l2({v})")
         w.tags.append("l2")
     outs = {"out": h, **exposed}
+    if draw(st.integers(0, 9)) == 0:
+        # A head the loss does not use: its parameters get zero gradients (weight decay
+        # and AdamW still move them), and the inference graph has a second branch.
+        src = draw(st.sampled_from(["x", *(f"h{i}" for i in range(depth - 1))]))
+        act = draw(st.sampled_from(ACTS))
+        w(f'aux = gc.dense({src}, {draw(widths)}, activation="{act}", name="aux")')
+        outs["aux"] = "aux"
+        w.tags.append("aux-head")
+    if draw(st.integers(0, 19)) == 0:
+        outs["x"] = "x"  # an input as an output
+        w.tags.append("expose:input")
     w("return {\"loss\": loss, " + ", ".join(f'"{k}": {v}' for k, v in outs.items()) + "}")
     model_src = "def model():\n" + "\n".join(w.lines) + "\n"
 

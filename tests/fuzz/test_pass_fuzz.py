@@ -58,7 +58,8 @@ def graphs_of(case: Case) -> tuple[dict[str, Graph], dict[str, np.ndarray]]:
     net = gc.compile(loss=loss, outputs=m, optimizer=optimizer, dtype=case.dtype,
                      seed=case.seed, backend="reference", **case.train)
     inputs = leaves([loss, *m.values()], "input")
-    wrt = leaves([loss], "parameter") + [t for t in inputs if t.node.get("name") in case.grad_inputs]
+    wrt = leaves([loss, *m.values()], "parameter")  # incl. any the loss ignores: zero gradients
+    wrt += [t for t in inputs if t.node.get("name") in case.grad_inputs]
     f = gc.function(inputs, [loss, *gc.grad(loss, wrt)], dtype=case.dtype, seed=case.seed,
                     backend="reference")
     graphs = {"training graph": net.train_graph, "inference graph": net.forward_graph,
