@@ -27,7 +27,7 @@ from graphc.ir.graph import Graph
 from graphc.ir.printer import to_text
 
 from .strategies import Case
-from .tolerances import TRUTH_FACTOR, mismatch, rtol_for
+from .tolerances import TRUTH_FACTOR, mismatch, rtol_for, used
 
 BACKENDS = ("compiled", "reference")
 
@@ -263,21 +263,33 @@ def report(case: Case, problems: list[str], error: BaseException | None = None) 
     return "\n".join(lines)
 
 
-def check_case(case: Case) -> None:
-    """Run both backends and fail with a reproduction if they disagree."""
+def check_case(case: Case) -> dict[str, float]:
+    """Run both backends and fail with a reproduction if they disagree.
+
+    Returns how much of the tolerance the case used (see :func:`.tolerances.used`):
+    the largest fraction over the values before any update ("before") and after
+    ("after", without the update allowances), and which escape hatch was needed.
+    """
+    stats = {"before": 0.0, "after": 0.0, "spread": 0.0, "truth": 0.0}
     try:
         with np.errstate(all="ignore"):  # NaN/inf features make NumPy warn; they are intended
             got = observe(case, "compiled")
             want = observe(case, "reference")
             rtol = rtol_for(case.dtype, case.depth)
             problems = differences(got, want, rtol)
+            for key in set(got) & set(want):
+                if not isinstance(got[key], Raised) and not isinstance(want[key], Raised):
+                    which = "after" if after_an_update(key) else "before"
+                    stats[which] = max(stats[which], used(got[key], want[key], rtol))
             if any(after_an_update(k) for k in problems):
+                stats["spread"] = 1.0
                 # Values after an update: allow what the reference itself spreads to ...
                 later = differences(got, want, rtol, spread(case, want, rtol),
                                     [k for k in problems if after_an_update(k)])
                 problems = {k: v for k, v in problems.items() if not after_an_update(k)}
                 # ... and in float32, how far float32 itself is from the float64 answer.
                 if later and case.dtype == "float32":
+                    stats["truth"] = 1.0
                     truth = float64_truth(case)
                     for key, msg in list(later.items()):
                         if mismatch(key, got[key], want[key], np.inf) is not None:
@@ -292,3 +304,4 @@ def check_case(case: Case) -> None:
         raise AssertionError(report(case, [f"crashed: {type(e).__name__}: {e}"], e)) from None
     if problems:
         raise AssertionError(report(case, list(problems.values())))
+    return stats

@@ -75,17 +75,17 @@ def draw_cases(n: int, seed: int | None = None, distinct_networks: bool = False)
         budget *= 2
 
 
-def _run(case: Case) -> tuple[str | None, float, float]:
-    """Worker: (failure report or None, wall seconds, CPU seconds)."""
+def _run(case: Case) -> tuple[str | None, float, float, dict]:
+    """Worker: (failure report or None, wall seconds, CPU seconds, tolerance used)."""
     from .harness import check_case
 
     t0, c0 = time.perf_counter(), time.process_time()
-    failure = None
+    failure, stats = None, {}
     try:
-        check_case(case)
+        stats = check_case(case)
     except AssertionError as e:
         failure = str(e)
-    return failure, time.perf_counter() - t0, time.process_time() - c0
+    return failure, time.perf_counter() - t0, time.process_time() - c0, stats
 
 
 @dataclass
@@ -97,6 +97,9 @@ class Result:
     case_seconds: list[float] = field(default_factory=list)
     case_cpu: list[float] = field(default_factory=list)
     cpu_by_depth: dict = field(default_factory=lambda: collections.defaultdict(list))
+    # per dtype: the largest fraction of the tolerance used before / after an update,
+    # and how many cases needed the spread / float64-truth allowances
+    used: dict = field(default_factory=lambda: collections.defaultdict(collections.Counter))
     failures: list[str] = field(default_factory=list)
     tags: collections.Counter = field(default_factory=collections.Counter)
 
@@ -110,6 +113,10 @@ class Result:
         for tag, k in sorted(self.tags.items()):
             groups[tag.split(":")[0] if ":" in tag else "dtype/batch"].append(f"{tag} {k}")
         lines += [f"  {g}: " + ", ".join(v) for g, v in sorted(groups.items())]
+        for dt, u in sorted(self.used.items()):
+            lines.append(f"  {dt}: largest fraction of the tolerance used: before an update "
+                         f"{u['before']:.3g}, after {u['after']:.3g}; cases needing the update "
+                         f"spread {u['n_spread']:g}, the float64 truth {u['n_truth']:g}")
         lines.append("  CPU s per case by depth: " + ", ".join(
             f"{d}: {sum(v) / len(v):.1f}" for d, v in sorted(self.cpu_by_depth.items())))
         return "\n".join(lines)
@@ -171,6 +178,12 @@ def run_cases(todo: list[Case], n_jobs: int | None = None, progress=None,
             elif kind == "done":
                 finished.add(i)
                 res.cpu_by_depth[todo[i].depth].append(payload[2])
+                u, stats = res.used[todo[i].dtype], payload[3]
+                for k in ("before", "after"):
+                    u[k] = max(u[k], stats.get(k, 0.0))
+                u["n_spread"] += stats.get("spread", 0.0)
+                u["n_truth"] += stats.get("truth", 0.0)
+                payload = payload[:3]
                 for w in workers.values():
                     if w[1] == i:
                         w[1] = None

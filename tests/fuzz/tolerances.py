@@ -134,3 +134,19 @@ def mismatch(name: str, got, want, rtol: float, extra=None) -> str | None:
                 f"> rtol {rtol:g}; {int(bad.sum())} of {bad.size} entries off, worst at "
                 f"{tuple(int(i) for i in where)}: compiled {float(a[k])!r}, reference {float(b[k])!r}")
     return None
+
+
+def used(got, want, rtol: float) -> float:
+    """The largest ``|got - want| / (rtol * (|want| + scale))`` over the finite entries:
+    the fraction of the tolerance a comparison used (1 is the limit)."""
+    a, b = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    fin = np.isfinite(a) & np.isfinite(b)
+    if not fin.any():
+        return 0.0
+    a, b = a[fin], b[fin]
+    bound = rtol * (np.abs(b) + np.max(np.abs(b)))
+    err = np.abs(a - b)
+    ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1.0), np.where(err > 0, np.inf, 0.0))
+    return float(np.max(ratio))
