@@ -78,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
             graphs += res.graphs
             cpu += sum(res.case_cpu)
             failed += len(res.failures)
-            say(f"round {r} (GRAPHC_FUZZ_SEED={seed}, --replay {seed}:{n}:I): "
-                f"{res.summary().splitlines()[0]}; "
-                f"total {done} cases, {graphs} graphs, {failed} failures, {cpu:.0f} CPU s")
+            first, *rest = res.summary().splitlines()
+            say(f"round {r} (GRAPHC_FUZZ_SEED={seed}, --replay {seed}:{n}:I): {first}; "
+                f"total {done} cases, {graphs} networks, {failed} failures, {cpu:.0f} CPU s")
+            log.write("\n".join(rest) + "\n")
             for f in res.failures:
                 log.write(f"\n===== failure in round {r} (GRAPHC_FUZZ_SEED={seed}) =====\n{f}\n")
                 log.flush()
