@@ -25,6 +25,7 @@ from typing import Any
 Record = dict[str, Any]
 
 ROOFLINE = "numpy_sgemm"
+ROOFLINE_TORCH = "torch_sgemm"  # the same GEMMs through torch.mm (PyTorch's BLAS)
 ALLOC_TITLE = (
     "Bytes allocated per steady step (tracemalloc: peak above the level before the step; "
     "counts Python objects and NumPy data, not torch/XLA C++ buffers)"
@@ -175,7 +176,8 @@ def markdown(records: Sequence[Record], baseline: str | None = None) -> str:
         return "No results.\n"
     baseline = choose_baseline(records, baseline)
     configs = _ordered(r["config"] for r in records)
-    frameworks = [f for f in _ordered(r["framework"] for r in records) if f not in (ROOFLINE, "machine")]
+    frameworks = [f for f in _ordered(r["framework"] for r in records)
+                  if f not in (ROOFLINE, ROOFLINE_TORCH, "machine")]
     machine = records[0]["machine"]
     vers = records[0]["versions"]
     idx = _index(records)
@@ -203,8 +205,11 @@ def markdown(records: Sequence[Record], baseline: str | None = None) -> str:
             "",
         ]
         cols = [f for f in frameworks if any((f, c, "step_time") in idx for c in roof)]
-        out.append("| config | step GFLOP | GEMM floor | sgemm GFLOP/s | " + " | ".join(cols) + " |")
-        out.append("|---" * (len(cols) + 4) + "|")
+        torch_floor = any((ROOFLINE_TORCH, c, "gemm_floor") in idx for c in roof)
+        extra = " PyTorch's GEMMs ÷ NumPy's |" if torch_floor else ""
+        out.append("| config | step GFLOP | GEMM floor | sgemm GFLOP/s |" + extra + " "
+                   + " | ".join(cols) + " |")
+        out.append("|---" * (len(cols) + 4 + torch_floor) + "|")
         for c in roof:
             floor = idx[(ROOFLINE, c, "gemm_floor")]["value"]
             flops = idx.get((ROOFLINE, c, "step_flops"), {}).get("value")
@@ -216,10 +221,18 @@ def markdown(records: Sequence[Record], baseline: str | None = None) -> str:
                 cells.append(f"{r['value'] / floor:.3g}" if ok and floor else "")
             flop_s = f"{flops / 1e9:.3g}" if flops else "—"
             gf_s = f"{gf:.3g}" if gf else "—"
-            out.append(f"| {c} | {flop_s} | {fmt_time(floor)} | {gf_s} | " + " | ".join(cells) + " |")
+            tf = idx.get((ROOFLINE_TORCH, c, "gemm_floor"), {}).get("value")
+            tf_s = (f" {tf / floor:.3g} |" if tf and floor else " — |") if torch_floor else ""
+            out.append(f"| {c} | {flop_s} | {fmt_time(floor)} | {gf_s} |{tf_s} "
+                       + " | ".join(cells) + " |")
         formula = idx.get((ROOFLINE, roof[0], "step_flops"), {}).get("formula")
         if formula:
             out += ["", f"Step FLOPs = {formula}."]
+        if torch_floor:
+            out += ["", "PyTorch's GEMMs ÷ NumPy's: the same GEMMs through torch.mm (MKL) over "
+                    "np.dot (OpenBLAS), timed in the same rounds. Below 1, PyTorch's BLAS is "
+                    "faster at these shapes, and no step built on OpenBLAS beats PyTorch eager "
+                    "by more than (PyTorch step ÷ NumPy floor)."]
     sections = [
         ("first_step_time", "Build + first step (includes JIT compile)", fmt_time, False),
     ]
@@ -280,7 +293,8 @@ def write_png(records: Sequence[Record], path: str | Path) -> Path | None:
         print("matplotlib is not installed: PNG chart skipped (pip install matplotlib)")
         return None
     rows = [r for r in records if r["metric"] == "step_time" and r["status"] == "ok"]
-    floors = {r["config"]: r["value"] for r in records if r["metric"] == "gemm_floor"}
+    floors = {r["config"]: r["value"] for r in records
+              if r["metric"] == "gemm_floor" and r["framework"] == ROOFLINE}
     if not rows:
         print("no step times to plot: PNG chart skipped")
         return None

@@ -113,6 +113,26 @@ def gemm_floor_fn(config: str | Config, dtype: str = "float32") -> Callable[[], 
     return all_gemms
 
 
+def torch_gemm_floor_fn(config: str | Config, dtype: str = "float32") -> Callable[[], None] | None:
+    """The same GEMMs through ``torch.mm(out=)`` (PyTorch's BLAS: MKL/oneDNN on x86), or None
+    without torch.  NumPy/SciPy ship OpenBLAS; where PyTorch's GEMMs are faster at a config's
+    shapes, a framework built on OpenBLAS cannot beat PyTorch by more than
+    ``PyTorch step ÷ OpenBLAS floor``: the report shows both floors so that limit is visible."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    # torch.from_numpy keeps a transposed view's strides: torch sees the same layouts.
+    ops = [tuple(torch.from_numpy(t) for t in abc) for abc in _operands(get_config(config), dtype)]
+    mm = torch.mm
+
+    def all_gemms() -> None:
+        for a, b, c in ops:
+            mm(a, b, out=c)
+
+    return all_gemms
+
+
 def per_gemm_times(
     config: str | Config, dtype: str = "float32", budget_s: float = 1.0
 ) -> list[dict[str, Any]]:

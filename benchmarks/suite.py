@@ -184,9 +184,14 @@ def run(
         # ratio step / floor compares figures measured under the same machine load.
         fns = {n: p.step for n, p in timed("step").items()} if "step" in measure else {}
         fns[report.ROOFLINE] = floor_fn
+        torch_floor_fn = roofline.torch_gemm_floor_fn(cfg, dtype) if "torch_eager" in specs else None
+        if torch_floor_fn is not None:
+            fns[report.ROOFLINE_TORCH] = torch_floor_fn
         say(f"[{cname}] timing steps: {', '.join(fns)}")
         res = harness.interleave(fns, s["rounds"], s["budget_s"], on_error=partial(on_error, "step_time"))
         roof = roofline.summarize(cfg, res.pop(report.ROOFLINE), per_gemm)
+        if report.ROOFLINE_TORCH in res:
+            add(report.ROOFLINE_TORCH, cname, "gemm_floor", res.pop(report.ROOFLINE_TORCH).best_median, "s")
         add(report.ROOFLINE, cname, "step_flops", roof["flops"], "FLOP", formula=roof["formula"])
         add(report.ROOFLINE, cname, "gemm_floor", roof["floor_s"], "s", stats=roof["floor_stats"])
         add(report.ROOFLINE, cname, "sgemm_gflops", roof["gflops"], "GFLOP/s", per_gemm=per_gemm)

@@ -137,7 +137,7 @@ class Ctx:
                 return _fn(*args)
 
             self.monkeypatch.setattr(e, "fn", spy)
-        self.monkeypatch.setattr(program._impl, "_fast_spec", None)  # no direct calls either
+        self.monkeypatch.setattr(program._impl, "fast_step", None)  # no direct calls either
         return calls
 
     # --- the compile cache -------------------------------------------------------------

@@ -11,7 +11,8 @@ operations).  Each node becomes one kernel call from ``graphc.kernels``;
 the generated code never contains an op's maths itself.
 
 Scalars (shape ``()``) live in one-element buffers so every value is an array.
-Kernels that want 2-D operands get ``reshape`` views: a 1-D tensor of m is
+Kernels that want 2-D operands get 2-D views (``K_view.carve``, which costs no
+reference counting, unlike slicing and ``reshape``): a 1-D tensor of m is
 viewed as (1, m), an (n, m) tensor as itself.
 
 Lowering choices made here, by static shape and graph structure:
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 
 from graphc.errors import CompileError
 from graphc.ir.graph import Graph
+from graphc.kernels.dense import SMALL_MAX_KM
 from graphc.ir.node import INT, NONE, TUPLE, Node
 from graphc.ops.update import state_slots
 
@@ -184,7 +186,7 @@ class Emitter:
         slot = self.layout.slot_of[n]
         name = f"v{n}"
         shape = node.shape if node.shape != () else (1,)
-        decl = f"    {name} = ws[o{slot}:o{slot} + {_size(shape)}].reshape({_tuple(_dims(shape))})"
+        decl = f"    {name} = K_view.carve(ws, o{slot}, {_tuple(_dims(shape))})"
         self.lines.append(decl)
         self.decls.append(decl)
         self.var[n] = name
@@ -195,20 +197,19 @@ class Emitter:
         """A kernel's scratch buffer of shape ``dims`` (see :func:`scratch_needs`)."""
         slot = self.layout.slot_of[key]  # type: ignore[index]
         size = " * ".join(dims) if dims else "1"
-        view = f"ws[o{slot}:o{slot} + {size}]"
-        return view if len(dims) == 1 else f"{view}.reshape({_tuple(dims)})"
+        return f"K_view.carve(ws, o{slot}, {size if len(dims) == 1 else _tuple(dims)})"
 
     def v(self, n: int) -> str:
         return self.var[n]
 
     def flat(self, n: int) -> str:
-        return f"{self.var[n]}.reshape({_size(self.shape[n])})"
+        return f"K_view.carve({self.var[n]}, 0, {_size(self.shape[n])})"
 
     def two_d(self, n: int) -> str:
         shape = self.shape[n]
         if len(shape) == 2:
             return self.var[n]
-        return f"{self.var[n]}.reshape((1, {_size(shape)}))"
+        return f"K_view.carve({self.var[n]}, 0, (1, {_size(shape)}))"
 
     # --- emission --------------------------------------------------------------------
     def emit(self) -> list[str]:
@@ -260,7 +261,7 @@ class Emitter:
         for k, slot in enumerate(state_slots(node.attr)):
             off, shape = self.layout.arena[f"{node.get('param')}:{slot}"]
             size = math.prod(shape) if shape else 1
-            out.append((f"arena[{off}:{off + size}]", (u + 1) * 8 + 1 + k))
+            out.append((f"K_view.carve(arena, {off}, {size})", (u + 1) * 8 + 1 + k))
         return out
 
     # sources
@@ -277,7 +278,7 @@ class Emitter:
         shape = shape if shape != () else (1,)
         size = math.prod(shape)
         var = f"p{n}"
-        decl = f"    {var} = arena[{off}:{off + size}].reshape({_tuple(_dims(shape))})"
+        decl = f"    {var} = K_view.carve(arena, {off}, {_tuple(_dims(shape))})"
         self.lines.append(decl)
         self.decls.append(decl)
         self.var[n] = var
@@ -289,7 +290,7 @@ class Emitter:
         if isinstance(value, tuple):
             flat = _flatten(value)
             for i, x in enumerate(flat):
-                self.lines.append(f"    {out}.reshape({len(flat)})[{i}] = {_f(x)}")
+                self.lines.append(f"    K_view.carve({out}, 0, {len(flat)})[{i}] = {_f(x)}")
         else:
             self.lines.append(f"    K_ew.broadcast_fill({self.flat(n)}, {_f(value)})")
 
@@ -323,7 +324,7 @@ class Emitter:
         inner = math.prod(suffix)
         a, b = linear_size(self.g.node(n).shape)
         rows = ("n" if a == inner else f"{a // inner} * n") if a else str(b // inner)
-        return f"{self.var[n]}.reshape(({rows}, {inner}))"
+        return f"K_view.carve({self.var[n]}, 0, ({rows}, {inner}))"
 
     def op_add(self, n, node, ins):
         self._binary(n, node, ins, "add")
@@ -537,8 +538,8 @@ class Emitter:
         self.lines.append(f"    {loss}[0] = K_loss.bce_fwd({self.flat(z)}, {self.flat(t)})")
         if s != "None":  # sigmoid(z), both viewed as one row (act_fwd loops over z's shape)
             size = _size(self.g.node(z).shape)
-            self.lines.append(f"    K_act.act_fwd(2, 0.0, E1, {self.flat(z)}.reshape((1, {size})), "
-                              f"{s}.reshape((1, {size})))")
+            self.lines.append(f"    K_act.act_fwd(2, 0.0, E1, K_view.carve({self.v(z)}, 0, (1, {size})), "
+                              f"K_view.carve({s}, 0, (1, {size})))")
 
     def op_bce_bwd(self, n, node, ins):
         self._buf(n)
@@ -604,6 +605,12 @@ class Emitter:
                 out.append(self._buf(u))
         return out
 
+    def _small(self, act: str, W: int) -> str:
+        """``"_small"`` for a layer whose k*m is at most ``SMALL_MAX_KM`` (the inlined loop
+        kernels, where a BLAS call costs more than the arithmetic), else ``""``."""
+        k, m = self.g.node(W).shape
+        return "_small" if act != "prelu" and k * m <= SMALL_MAX_KM else ""
+
     def op_dense(self, n, node, ins):
         x, W = ins[0], ins[1]
         b = self.v(ins[2]) if node.get("has_bias") else "E1"
@@ -614,7 +621,8 @@ class Emitter:
             z = z if z != "None" else "E2"
         else:
             y, z = self._buf(n), "E2"
-        self.lines.append(f"    K_dense.dense_fwd({self.v(x)}, {self.v(W)}, {b}, "
+        fn = "dense_fwd" + self._small(node.get("act"), W)
+        self.lines.append(f"    K_dense.{fn}({self.v(x)}, {self.v(W)}, {b}, "
                           f"{ACT_CODES[node.get('act')]}, {_f(node.get('alpha'))}, {a}, {z}, {y})")
 
     def op_dense_bwd(self, n, node, ins):
@@ -635,7 +643,8 @@ class Emitter:
                 fwd_b = self.v(self.g.inputs(ups[1])[0])
             tmp = self._scratch(("tmp", n), [str(2 * m)])
             self.lines.append(
-                f"    K_dense.dense_bwd_sgd({self.v(x)}, {self.v(W)}, {fwd_b}, {self.v(saved)}, "
+                f"    K_dense.dense_bwd_sgd{self._small(node.get('act'), W)}({self.v(x)}, "
+                f"{self.v(W)}, {fwd_b}, {self.v(saved)}, "
                 f"{self.v(gr)}, {code}, {alpha}, {a}, {from_y}, {dz}, {dx}, {tmp}, lr, "
                 f"{_f(up.get('wd'))})")
             return
@@ -644,7 +653,8 @@ class Emitter:
         db = bufs.get("db", "None")
         da = bufs.get("da", "None")
         self.lines.append(
-            f"    K_dense.dense_bwd({self.v(x)}, {self.v(W)}, {self.v(saved)}, {self.v(gr)}, "
+            f"    K_dense.dense_bwd{self._small(node.get('act'), W)}({self.v(x)}, {self.v(W)}, "
+            f"{self.v(saved)}, {self.v(gr)}, "
             f"{code}, {alpha}, {a}, {from_y}, {dz}, {dx}, {dW}, "
             f"{db if db != 'None' else 'E1'}, {da if da != 'None' else 'E1'})")
 
@@ -665,7 +675,7 @@ class Emitter:
         for slot in state_slots(node.attr):
             off, shape = self.layout.arena[f"{name}:{slot}"]
             size = math.prod(shape) if shape else 1
-            state[slot] = f"arena[{off}:{off + size}]"
+            state[slot] = f"K_view.carve(arena, {off}, {size})"
         opt, wd = node.get("opt"), _f(node.get("wd"))
         if opt == "sgd":
             buf = state.get("momentum", "E1")

@@ -22,6 +22,7 @@ from graphc.kernels import elementwise as K_ew
 from graphc.kernels import gather as K_gather
 from graphc.kernels import losses as K_loss
 from graphc.kernels import optim as K_opt
+from graphc.kernels import views as K_view
 
 FASTMATH = {fastmath}
 '''
@@ -68,13 +69,13 @@ def _prologue(name: str, layout: Layout, nfeeds: int, cache: bool) -> list[str]:
     """Signature, empty placeholders and the workspace offsets for batch size n."""
     args = ", ".join(["arena", "ws", "n", "lr", "step", *(f"f_{i}" for i in range(nfeeds))])
     lines = [_decorator(cache), f"def {name}({args}):",
-             "    E1 = arena[0:0]", "    E2 = arena[0:0].reshape((0, 0))", "    o0 = 0"]
+             "    E1 = K_view.carve(arena, 0, 0)", "    E2 = K_view.carve(arena, 0, (0, 0))", "    o0 = 0"]
     for s, sizes in enumerate(layout.slot_sizes):
         terms = [(f"{a} * n + {b}" if a else str(b)) for a, b in sizes] or ["0"]
         size = terms[0] if len(terms) == 1 else f"max({', '.join(terms)})"
         lines.append(f"    o{s + 1} = o{s} + (({size} + {ALIGN - 1}) // {ALIGN}) * {ALIGN}")
     st = layout.slot_of["status"]
-    lines.append(f"    status = ws[o{st}:o{st} + 1]")
+    lines.append(f"    status = K_view.carve(ws, o{st}, 1)")
     return lines
 
 
@@ -84,6 +85,16 @@ def entry_source(name: str, g: Graph, plan, layout: Layout, feeds: list[str],
     em = Emitter(g, plan.schedule, layout, feeds, check_numerics)
     body = em.emit()
     lines = _prologue(name, layout, len(feeds), cache)
+    # Every feed's shape, checked natively (a few integer compares): the Python fast
+    # path then only checks types, and a wrong shape can never reach a kernel.  Status
+    # -2 sends the runtime to the full validation, which names the feed.
+    shapes = {name: g.node(v).shape for name, v in g.by_name("input").items()}
+    for i, feed in enumerate(feeds):
+        dims = [f"f_{i}.shape[{k}] != {'n' if d is None else d}"
+                for k, d in enumerate(shapes.get(feed, ()))]
+        if dims:
+            lines += [f"    if {' or '.join(dims)}:", "        status[0] = -2",
+                      "        return np.nan"]
     # Labels index rows of the logits and Numba does not bound-check: check every
     # label before any kernel runs (status -1 tells the runtime which error it was).
     for i, feed in enumerate(feeds):
@@ -128,7 +139,7 @@ def fit_source(feeds: list[str], cache: bool) -> str:
              "        m = min(bs, total - start)"]
     for i in range(k):
         lines.append(f"        K_gather.gather_rows(f_{i}, perm, start, m, b_{i})")
-    views = "".join(f", b_{i}[:m]" for i in range(k))
+    views = "".join(f", K_view.carve(b_{i}, 0, (m,) + b_{i}.shape[1:])" for i in range(k))
     lines += [f"        loss = train_step(arena, ws, m, lr, step0 + b + 1{views})",
               "        losses[b] = loss",
               "        if stop and not np.isfinite(loss):",

@@ -153,58 +153,67 @@ class CompiledImpl:
         status = e.layout.offsets(n)[e.layout.slot_of["status"]]
         code = int(ws[status])
         ws[status] = 0
-        if code == -1:
+        if code in (-1, -2):  # a label out of range, a feed of the wrong shape
             self.program.feed_spec.validate(feeds, self.program.dtype, set(feeds))  # raises
-            raise FeedError("a label is out of range")
+            raise FeedError("a label is out of range" if code == -1 else
+                            f"feed shapes {[np.shape(a) for a in feeds.values()]} do not match "
+                            "the program's inputs")
         if code > 0:
             raise NumericsError(self._numerics_message(e, code, step, ws, n, feeds))
 
     def prepare_fast(self) -> None:
-        """What a feed must look like to skip the general validation (see ``fast_args``)."""
-        e = self.entries.get("train_step")
-        spec = []
-        for name in e.feeds if e else []:
-            shape, kind = self.program.feed_spec.inputs[name]
-            if not shape or shape[0] is not None or None in shape[1:]:
-                spec = None
-                break
-            dt = np.dtype(np.int64) if kind == "int64" else self.program.dtype
-            spec.append((name, dt, len(shape), tuple(shape[1:])))
-        self._fast_spec = spec
+        """Build ``fast_step``: ``Program.step``'s path for feeds that already are exactly
+        what ``train_step`` takes (or None where there is no such path).
 
-    def fast_args(self, feeds: dict) -> tuple[list, int] | None:
-        """The feeds in entry order if they already are exactly what the kernel takes.
-
-        A hot training loop passes the same well-formed arrays every step; checking
-        them takes a few attribute reads instead of the full validation (which still
-        handles, and explains, everything else).
+        A hot training loop passes the same well-formed arrays every step.  The fast
+        path checks what only Python can see -- the array type, the dtype (the
+        builtin dtypes are singletons, so ``is``), ndim, C order -- and leaves every
+        shape to the generated code (status -2: the general validation then names the
+        feed).  Everything it touches is bound here, because each attribute read costs
+        about as much as the native call of a tiny step.
         """
-        spec = self._fast_spec
-        if spec is None or len(feeds) != len(spec):
-            return None
-        args = []
-        n = -1
-        for name, dt, nd, tail in spec:
-            a = feeds.get(name)
-            if (type(a) is not np.ndarray or a.dtype != dt or a.ndim != nd
-                    or a.shape[1:] != tail or not a.flags.c_contiguous):
-                return None
-            if n < 0:
-                n = a.shape[0]
-            elif a.shape[0] != n:
-                return None
-            args.append(a)
-        return args, n
+        self.fast_step = None
+        e = self.entries.get("train_step")
+        if e is None or self.check_numerics or not e.feeds:
+            return
+        program = self.program
+        spec = []
+        for name in e.feeds:
+            shape, kind = program.feed_spec.inputs[name]
+            if not shape or shape[0] is not None:
+                return
+            dt = np.dtype(np.int64) if kind == "int64" else program.dtype
+            spec.append((name, dt, len(shape)))
+        nfeeds, names = len(spec), [name for name, _, _ in spec]
+        workspaces, lock, ndarray = e.workspaces, program._lock, np.ndarray
 
-    def step_fast(self, args: list, n: int, lr: float, step: int) -> float:
-        e = self._train
-        ws = e.workspaces.get(n)
-        if ws is None or self.check_numerics:
-            return float(self._call(e, dict(zip(e.feeds, args, strict=True)), n, lr, step))
-        out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
-        if out != out:
-            self._check_status(e, ws, n, dict(zip(e.feeds, args, strict=True)), step)
-        return float(out)
+        def fast_step(feeds: dict) -> float | None:
+            if len(feeds) != nfeeds:
+                return None
+            args = []
+            for name, dt, nd in spec:
+                a = feeds.get(name)
+                if (type(a) is not ndarray or a.dtype is not dt or a.ndim != nd
+                        or not a.flags.c_contiguous):
+                    return None
+                args.append(a)
+            n = args[0].shape[0]
+            ws = workspaces.get(n)
+            if ws is None:  # a new batch size: the general path allocates its workspace
+                return None
+            with lock:
+                program.step_count += 1
+                out = e.fn(program.arena.data, ws, n, program.lr(), program.step_count, *args)
+                if out != out:
+                    try:
+                        self._check_status(e, ws, n, dict(zip(names, args, strict=True)),
+                                           program.step_count)
+                    except (FeedError, NumericsError):
+                        program.step_count -= 1  # the step never ran
+                        raise
+            return float(out)
+
+        self.fast_step = fast_step
 
     def fit_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int, lr: float,
                   step0: int, losses: np.ndarray, stop_on_nan: bool = True) -> int:

@@ -179,18 +179,10 @@ class Program:
         if self.train_graph is None:
             raise GraphError("this program has no optimizer: compile it with optimizer=...")
         impl = self._impl
-        if impl is not None and type(feeds) is dict:
-            fast = impl.fast_args(feeds)
-            if fast is not None:
-                with self._lock:
-                    self.step_count += 1
-                    try:
-                        return impl.step_fast(fast[0], fast[1], self.lr(), self.step_count)
-                    except (NumericsError, FeedError):
-                        # Numerics mode undid the step, or it never ran: the generated
-                        # label check or the workspace allocation refused the feeds.
-                        self.step_count -= 1
-                        raise
+        if impl is not None and impl.fast_step is not None and type(feeds) is dict:
+            loss = impl.fast_step(feeds)
+            if loss is not None:
+                return loss
         checked, batch = self.feed_spec.validate(feeds, self.dtype)
         with self._lock:
             self.step_count += 1

@@ -156,8 +156,7 @@ def test_label_out_of_range_on_the_fast_path(net, data, bad):
     X, Y = data
     Y = Y.copy()
     Y[3] = bad
-    impl = net._impl
-    assert impl.fast_args({"x": X, "y": Y}) is not None  # so step goes straight to native code
+    assert net._impl.fast_step is not None  # well-formed feeds go straight to native code
     before, steps = net.params, net.step_count
     with pytest.raises(gc.FeedError, match=rf"feed 'y': label {bad} out of range \[0, 4\)"):
         net.step({"x": X, "y": Y})
@@ -216,6 +215,47 @@ def test_generated_label_check_runs_before_any_kernel(net, data):
     out = ev.fn(net.arena.data, ws, len(X), 0.0, 0, *[{"x": X, "y": Y}[f] for f in ev.feeds])
     assert np.isnan(out) and ws[ev.layout.offsets(len(X))[ev.layout.slot_of["status"]]] == -1
     ws[ev.layout.offsets(len(X))[ev.layout.slot_of["status"]]] = 0
+
+
+@pytest.mark.parametrize("feeds, msg", [
+    (lambda X, Y: {"x": X[:, :2].copy(), "y": Y}, r"feed 'x'.*3"),
+    (lambda X, Y: {"x": X, "y": Y[:-1].copy()}, r"batch size"),
+    (lambda X, Y: {"x": X, "y": np.append(Y, 0)}, r"batch size"),
+])
+def test_wrong_shapes_on_the_fast_path(net, data, feeds, msg):
+    """Feeds of the right type, dtype, ndim and order take the fast path, which leaves
+    every shape to the generated code: it refuses before any kernel runs (status -2),
+    and the general validation names what was wrong."""
+    X, Y = data
+    net.step({"x": X, "y": Y})  # the workspace for this batch size exists: fast path
+    before, steps = net.params, net.step_count
+    calls = []
+    e = net._impl.entries["train_step"]
+    fn = e.fn
+    e.fn = lambda *a: calls.append(a[2]) or fn(*a)
+    try:
+        with pytest.raises(gc.FeedError, match=msg):
+            net.step(feeds(X, Y))
+    finally:
+        e.fn = fn
+    assert calls, "the fast path did not reach the generated code"
+    assert same_params(net.params, before) and net.step_count == steps
+    assert np.isfinite(net.step({"x": X, "y": Y}))  # the status word was cleared
+
+
+def test_generated_shape_check_runs_before_any_kernel(net, data):
+    """Call the generated train_step directly with a feed of the wrong width."""
+    X, Y = data
+    e = net._impl.entries["train_step"]
+    net.step({"x": X, "y": Y})
+    ws = e.workspaces[len(X)]
+    status = e.layout.offsets(len(X))[e.layout.slot_of["status"]]
+    arena0 = net.arena.data.copy()
+    feeds = {"x": np.ascontiguousarray(X[:, :2]), "y": Y}
+    out = e.fn(net.arena.data, ws, len(X), 0.1, 99, *[feeds[f] for f in e.feeds])
+    assert np.isnan(out) and ws[status] == -2
+    ws[status] = 0
+    np.testing.assert_array_equal(net.arena.data, arena0)
 
 
 @pytest.mark.parametrize("bad", [N_CLASSES, -1])
