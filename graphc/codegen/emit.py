@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 from graphc.errors import CompileError
 from graphc.ir.graph import Graph
-from graphc.kernels.dense import SMALL_MAX_KM
 from graphc.ir.node import INT, NONE, TUPLE, Node
+from graphc.kernels.dense import SMALL_MAX_KM
 from graphc.ops.update import state_slots
 
 ACT_CODES = {"linear": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "leaky_relu": 4, "elu": 5,
@@ -276,7 +276,6 @@ class Emitter:
     def _arena_view(self, n, name, shape):
         off, _ = self.layout.arena[name]
         shape = shape if shape != () else (1,)
-        size = math.prod(shape)
         var = f"p{n}"
         decl = f"    {var} = K_view.carve(arena, {off}, {_tuple(_dims(shape))})"
         self.lines.append(decl)
