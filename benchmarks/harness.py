@@ -127,11 +127,21 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def _graphc_blas() -> str | None:
+    """The BLAS graphc's generated code calls (MKL when installed, else OpenBLAS)."""
+    try:
+        from graphc.kernels.blas import BLAS
+    except Exception:  # noqa: BLE001 -- the report must not fail over this line
+        return None
+    return BLAS
+
+
 def machine_info() -> dict[str, Any]:
     """CPU model, core counts, BLAS in use, OS, date (UTC) and the relevant env variables."""
     env = {
         k: os.environ[k]
-        for k in (*THREAD_ENV, "XLA_FLAGS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        for k in (*THREAD_ENV, "XLA_FLAGS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "GRAPHC_BLAS",
+                  "MKL_THREADING_LAYER", "MKL_CBWR")
         if k in os.environ
     }
     numpy_blas = [
@@ -144,6 +154,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "blas": numpy_blas,
+        "graphc_blas": _graphc_blas(),
         "threadpools": blas_info(),
         "platform": platform.platform(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

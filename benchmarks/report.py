@@ -187,6 +187,7 @@ def markdown(records: Sequence[Record], baseline: str | None = None) -> str:
         f"- CPU: **{machine.get('cpu')}** ({machine.get('affinity')} CPUs used), "
         f"threads pinned to {machine.get('threads', '?')}",
         f"- BLAS (NumPy): {', '.join(machine.get('blas') or ['unknown'])}",
+        f"- BLAS (graphc): {machine.get('graphc_blas') or 'unknown'}",
         f"- date: {machine.get('date')}; " + ", ".join(f"{k} {v}" for k, v in vers.items() if v is not None),
         _load_line(records, machine),
         f"- ratios: framework ÷ baseline **{baseline}** (> 1 = slower than it); "

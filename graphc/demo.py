@@ -17,6 +17,7 @@ import numpy as np
 
 import graphc as gc
 from graphc.frontends.symbolic import leaves
+from graphc.kernels.blas import BLAS
 from graphc.runtime.summary import kernel_lines
 
 Printer = Callable[[str], None]
@@ -142,7 +143,8 @@ def run(epochs: int = 30, batch_size: int = 32, progress: bool = True, out: Prin
     net = gc.compile(loss=loss, outputs={"logits": logits}, optimizer=gc.optim.Adam(lr=1e-3),
                      dtype="float32", seed=0)
     e = net._impl.entries["train_step"]
-    out(f"  {len(e.graph)} nodes after fusion; kernels in schedule order:")
+    out(f"  {len(e.graph)} nodes after fusion; GEMMs call {BLAS.split(' for ')[0]}; "
+        "kernels in schedule order:")
     for line in kernel_lines(e.graph, e.emitter.folded):
         out("  " + line)
 

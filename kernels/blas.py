@@ -16,6 +16,11 @@ is loaded, which holds because the caller's module imports it.
 The scalar arguments BLAS takes by pointer are ``alloca``s in the caller's
 entry block, so a call allocates nothing on the heap.
 
+Which BLAS: Intel MKL when it is installed (the ``mkl`` extra, x86-64 Linux), because
+at the small and mid-sized GEMMs of MLP training it is 1.3-1.9x faster than OpenBLAS
+on the machines here; otherwise SciPy's OpenBLAS.  ``GRAPHC_BLAS`` overrides the
+choice and ``BLAS`` names the library in use (see ``_register_blas_symbols``).
+
 Row-major trick: a row-major (r, c) array is the column-major (c, r) array of
 its transpose.  So C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in
 column-major, i.e. ``xgemm(tb, ta, n, m, k, alpha, B, ldb, A, lda, beta, C, n)``
@@ -53,6 +58,8 @@ therefore win only on tiny products: m*n*k <= 64 for NN/TN, <= 512 for NT
 (dx = dz @ W.T), never for TT (unused by the dense kernels).  These are the
 thresholds in ``choose_gemm``/``gemm_auto``.
 """
+
+import os
 
 import numpy as np
 from graphc.kernels._util import FASTMATH, like
@@ -99,11 +106,61 @@ def _cython_blas():
         return cython_blas
 
 
-def _register_blas_symbols():
+def _mkl():
+    """Intel MKL's runtime library (the ``mkl`` wheel: ``pip install graphc[mkl]``), or None.
+
+    On x86-64 its sgemm is much faster than OpenBLAS at the shapes of small MLPs (measured
+    on the 2-core Xeon of BENCHMARKS.md, GFLOP/s, MKL vs SciPy's OpenBLAS: 64x784x128
+    214 vs 139, 128x512x512 303 vs 221; whole train steps 1.5-2x faster at mnist and deep).
+    MKL runs its threads on Intel's OpenMP (``libiomp5``, shipped beside it), not GNU's:
+    a forked child calling MKL on GNU OpenMP hangs (seen here), on Intel's it does not.
+    ``MKL_THREADING_LAYER`` set by the user wins.
+    """
     import ctypes
+    import ctypes.util
+    import glob
+    import sys
 
+    names = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+    names += [n for n in [ctypes.util.find_library("mkl_rt")] if n]
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+            if "MKL_THREADING_LAYER" not in os.environ:
+                lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
+                lib.MKL_Set_Threading_Layer(0)  # MKL_THREADING_INTEL
+            buf = ctypes.create_string_buffer(256)
+            lib.mkl_get_version_string(buf, 256)
+            return lib, buf.value.decode(errors="replace").strip()
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _register_blas_symbols() -> str:
+    """Point the symbols the kernels call (``graphc_sgemm``/``graphc_dgemm``) at a BLAS;
+    returns which.  ``GRAPHC_BLAS``: ``auto`` (default: MKL when installed, else SciPy's
+    OpenBLAS), ``mkl`` or ``openblas``.  The machine code is the same for both (the symbol
+    is resolved when a module is loaded), so the choice never invalidates a cache."""
+    import ctypes
+    import warnings
+
+    want = os.environ.get("GRAPHC_BLAS", "auto").lower()
+    if want not in ("auto", "mkl", "openblas"):
+        warnings.warn(f"GRAPHC_BLAS={want!r} is not one of auto, mkl, openblas: using auto",
+                      stacklevel=2)
+        want = "auto"
+    mkl = _mkl() if want in ("auto", "mkl") else None
+    if mkl is not None:
+        lib, version = mkl
+        for name in ("sgemm", "dgemm"):
+            llvm_binding.add_symbol("graphc_" + name, ctypes.cast(getattr(lib, name),
+                                                                  ctypes.c_void_p).value)
+        return version
+    if want == "mkl":
+        warnings.warn("GRAPHC_BLAS=mkl but MKL is not installed (pip install graphc[mkl]): "
+                      "using SciPy's OpenBLAS", stacklevel=2)
     cython_blas = _cython_blas()
-
     get_ptr = ctypes.pythonapi.PyCapsule_GetPointer
     get_ptr.restype = ctypes.c_void_p
     get_ptr.argtypes = [ctypes.py_object, ctypes.c_char_p]
@@ -113,9 +170,11 @@ def _register_blas_symbols():
     for name in ("sgemm", "dgemm"):
         cap = cython_blas.__pyx_capi__[name]
         llvm_binding.add_symbol("graphc_" + name, get_ptr(cap, get_name(cap)))
+    return "OpenBLAS (SciPy's cython_blas)"
 
 
-_register_blas_symbols()
+#: The BLAS every GEMM of the generated code calls (see ``_register_blas_symbols``).
+BLAS = _register_blas_symbols()
 
 
 @intrinsic

@@ -3,7 +3,10 @@ all in place.  Formulas and operation order follow torch.optim (SGD, Adam/AdamW,
 RMSprop) so float64 results agree with PyTorch to rounding.
 
 ``wd`` is the L2 coefficient added to the gradient (pass 0.0 for biases);
-AdamW's decoupled decay is selected with ``decoupled=True``.  Scalars arrive
+AdamW's decoupled decay is selected with ``decoupled=True``.  At ``wd == 0`` the
+term is left out, not added as ``0 * p`` (as torch.optim does): a parameter that is
+already inf or NaN would otherwise turn the gradient, and the moments, into NaN
+(found by the fuzzer: Adam's exp_avg_sq came out NaN where PyTorch keeps inf).  Scalars arrive
 as Python floats and are cast to the array dtype once, outside the loops.
 """
 
@@ -20,17 +23,18 @@ def sgd(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
     wd_ = like(p, wd)
     mu = like(p, momentum)
     damp = like(p, 1.0 - dampening)
+    l2 = wd != 0
     if momentum == 0:
         for i in range(p.size):
-            p[i] -= lr_ * (g[i] + wd_ * p[i])
+            p[i] -= lr_ * (g[i] + wd_ * p[i] if l2 else g[i])
     elif first:
         for i in range(p.size):
-            d = g[i] + wd_ * p[i]
+            d = g[i] + wd_ * p[i] if l2 else g[i]
             buf[i] = d
             p[i] -= lr_ * (d + mu * d if nesterov else d)
     else:
         for i in range(p.size):
-            d = g[i] + wd_ * p[i]
+            d = g[i] + wd_ * p[i] if l2 else g[i]
             bv = mu * buf[i] + damp * d
             buf[i] = bv
             p[i] -= lr_ * (d + mu * bv if nesterov else bv)
@@ -49,10 +53,11 @@ def adam(p, g, m, v, lr, beta1, beta2, eps, wd, step, decoupled):
     w2 = like(p, 1.0 - beta2)
     eps_ = like(p, eps)
     l2 = like(p, 0.0 if decoupled else wd)
+    has_l2 = not decoupled and wd != 0
     shrink = like(p, 1.0 - lr * wd if decoupled else 1.0)
     for i in range(p.size):
         pv = p[i] * shrink
-        gv = g[i] + l2 * pv
+        gv = g[i] + l2 * pv if has_l2 else g[i]
         mv = m[i] + w1 * (gv - m[i])  # torch: exp_avg.lerp_(grad, 1 - beta1)
         vv = b2 * v[i] + w2 * gv * gv
         m[i] = mv
@@ -70,8 +75,9 @@ def rmsprop(p, g, sq, buf, gavg, lr, alpha, eps, momentum, centered, wd):
     mu = like(p, momentum)
     wd_ = like(p, wd)
     use_mom = momentum > 0
+    l2 = wd != 0
     for i in range(p.size):
-        gv = g[i] + wd_ * p[i]
+        gv = g[i] + wd_ * p[i] if l2 else g[i]
         s = al * sq[i] + w * gv * gv
         sq[i] = s
         if centered:

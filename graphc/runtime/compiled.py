@@ -170,7 +170,8 @@ class CompiledImpl:
         builtin dtypes are singletons, so ``is``), ndim, C order -- and leaves every
         shape to the generated code (status -2: the general validation then names the
         feed).  Everything it touches is bound here, because each attribute read costs
-        about as much as the native call of a tiny step.
+        about as much as the native call of a tiny step, and it is written out for the
+        entry's number of feeds (see ``_make_fast_step``).
         """
         self.fast_step = None
         e = self.entries.get("train_step")
@@ -184,36 +185,7 @@ class CompiledImpl:
                 return
             dt = np.dtype(np.int64) if kind == "int64" else program.dtype
             spec.append((name, dt, len(shape)))
-        nfeeds, names = len(spec), [name for name, _, _ in spec]
-        workspaces, lock, ndarray = e.workspaces, program._lock, np.ndarray
-
-        def fast_step(feeds: dict) -> float | None:
-            if len(feeds) != nfeeds:
-                return None
-            args = []
-            for name, dt, nd in spec:
-                a = feeds.get(name)
-                if (type(a) is not ndarray or a.dtype is not dt or a.ndim != nd
-                        or not a.flags.c_contiguous):
-                    return None
-                args.append(a)
-            n = args[0].shape[0]
-            ws = workspaces.get(n)
-            if ws is None:  # a new batch size: the general path allocates its workspace
-                return None
-            with lock:
-                program.step_count += 1
-                out = e.fn(program.arena.data, ws, n, program.lr(), program.step_count, *args)
-                if out != out:
-                    try:
-                        self._check_status(e, ws, n, dict(zip(names, args, strict=True)),
-                                           program.step_count)
-                    except (FeedError, NumericsError):
-                        program.step_count -= 1  # the step never ran
-                        raise
-            return float(out)
-
-        self.fast_step = fast_step
+        self.fast_step = _make_fast_step(self, e, spec)
 
     def fit_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int, lr: float,
                   step0: int, losses: np.ndarray, stop_on_nan: bool = True) -> int:
@@ -427,3 +399,59 @@ class CompiledImpl:
                 size = int(np.prod(shape, dtype=np.int64))
                 out[name] = ws[off:off + size].reshape(shape).copy()
         return out
+
+
+def _c_order_test(var: str, nd: int, isz: int) -> str:
+    """A Python expression true when array ``var`` has ``nd`` dims in C order, reading only
+    ``ndim``/``shape``/``strides`` (``.flags`` allocates an object on every access)."""
+    if nd == 1:
+        return f"{var}.ndim == 1 and {var}.strides[0] == {isz}"
+    if nd == 2:
+        return (f"{var}.ndim == 2 and {var}.strides[1] == {isz} "
+                f"and {var}.strides[0] == {var}.shape[1] * {isz}")
+    return f"{var}.ndim == {nd} and {var}.flags.c_contiguous"
+
+
+def _make_fast_step(impl: CompiledImpl, e: Entry, spec: list[tuple[str, np.dtype, int]]):
+    """``fast_step(feeds) -> loss | None`` for ``train_step`` with these feeds, as Python source
+    with one variable per feed, so a steady step builds no list or argument tuple and
+    tracemalloc sees no allocation but the new step count (see ``prepare_fast``)."""
+    args = [f"a{i}" for i in range(len(spec))]
+    lines = ["def fast_step(feeds):",
+             f"    if len(feeds) != {len(spec)}:",
+             "        return None"]
+    for i, (_, dt, nd) in enumerate(spec):
+        lines += [f"    a{i} = feeds.get(name{i})",
+                  f"    if not (type(a{i}) is ndarray and a{i}.dtype is dt{i} and "
+                  f"{_c_order_test(f'a{i}', nd, dt.itemsize)}):",
+                  "        return None"]
+    lines += ["    n = a0.shape[0]",
+              "    ws = workspaces.get(n)",
+              "    if ws is None:  # a new batch size: the general path allocates its workspace",
+              "        return None",
+              "    with lock:",
+              "        program.step_count += 1",
+              f"        out = entry.fn(program.arena.data, ws, n, program.lr(), program.step_count, "
+              f"{', '.join(args)})",
+              "        if out != out:",
+              f"            refused(ws, n, ({', '.join(args)},))",
+              "    return out"]
+    program = impl.program
+    names = [name for name, _, _ in spec]
+
+    def refused(ws: np.ndarray, n: int, arrays: tuple) -> None:
+        # NaN: an empty batch or a NaN loss (status 0), or the generated checks refused
+        # the feeds (the general validation then says why): that step never ran.
+        try:
+            impl._check_status(e, ws, n, dict(zip(names, arrays, strict=True)),
+                               program.step_count)
+        except (FeedError, NumericsError):
+            program.step_count -= 1
+            raise
+
+    env = {"ndarray": np.ndarray, "workspaces": e.workspaces, "lock": program._lock,
+           "program": program, "entry": e, "refused": refused}
+    env.update({f"name{i}": name for i, name in enumerate(names)})
+    env.update({f"dt{i}": dt for i, (_, dt, _) in enumerate(spec)})
+    exec(compile("\n".join(lines) + "\n", f"<graphc fast_step {e.name}>", "exec"), env)  # noqa: S102
+    return env["fast_step"]

@@ -166,3 +166,29 @@ def test_cli_list(capsys):
     assert suite.main(["--list"]) == 0
     out = capsys.readouterr().out
     assert "mnist_wide" in out and "numpy_hand" in out and "graphc" in out
+
+
+def test_fit_run_smoke(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The MNIST-1D-sized whole-run benchmark runs (a few steps) and writes its JSON."""
+    from benchmarks import fit_run
+
+    out = tmp_path / "fit_run.json"
+    assert fit_run.main(["--steps", "80", "--repeat", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["steps"] == 80 and res["repeat"] == 1
+    assert res["seconds"]["graphc_fit"] > 0 and res["seconds"]["graphc_step_loop"] > 0
+    assert "graphc_fit" in capsys.readouterr().out
+
+
+def test_torch_gemm_floor_is_recorded_and_reported(quick_run) -> None:
+    """With PyTorch installed, each config also gets the floor of its GEMMs through torch.mm,
+    and the Markdown roofline table shows it against NumPy's."""
+    if not _installed("torch_eager"):
+        pytest.skip("torch not installed")
+    records, out = quick_run
+    floors = {(r["framework"], r["config"]): r["value"] for r in records
+              if r["metric"] == "gemm_floor"}
+    for cfg in ("xor", "small"):
+        assert floors[(report.ROOFLINE_TORCH, cfg)] > 0 and floors[(report.ROOFLINE, cfg)] > 0
+    md = report.markdown(records)
+    assert "PyTorch's GEMMs ÷ NumPy's" in md

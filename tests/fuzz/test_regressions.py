@@ -52,3 +52,43 @@ def test_nan_loss_does_not_read_an_uninitialised_status_word():
     for n in range(1, 40):
         xb = np.full((n, 3), np.nan, dtype=np.float32)
         assert np.isnan(net.step({"x": xb, "y": np.zeros((n, 2), np.float32)}))
+
+
+def test_no_weight_decay_term_on_a_non_finite_parameter():
+    """Campaign round 0, GRAPHC_FUZZ_SEED=1000, cases 114-116: an inf feature made the bias
+    inf/NaN after one Adam step; the next step (batch 0, zero gradient) computed the bias's
+    gradient as ``g + 0 * p`` = NaN (weight decay is 0 for biases), so exp_avg_sq came out
+    NaN where the reference and torch.optim (which skip the term at wd == 0) keep inf."""
+    c = case('''
+        def model():
+            x = gc.input("x", (None, 3))
+            h0 = gc.dense(x, 7, name="l0", bias_init="normal")
+            y = gc.input("y", (None, 7))
+            d = h0 - y
+            loss = gc.mean(gc.mean(d * d, axis=-1))
+            loss = loss + 0.01 * gc.l2(h0)
+            return {"loss": loss, "out": h0, "x": x}
+        ''', '''
+        def feeds(rng, n):
+            x = rng.standard_normal((n, 3)) * 1.0
+            x[n // 2:n // 2 + 1, 0] = np.inf
+            return {"x": x.astype("float64"), "y": rng.standard_normal((n, 7)).astype("float64")}
+        ''', batches=(5, 5, 0), optimizer="gc.optim.Adam(lr=0.1, betas=(0.0, 0.99))",
+        train={"weight_decay": 0.0001}, seed=9061)
+    check_case(c)
+    # And each kernel directly: at wd == 0 a non-finite parameter leaves the gradient alone.
+    from graphc.kernels import optim as K
+
+    for kernel, state in [("adam", 2), ("rmsprop", 1), ("sgd", 1)]:
+        p = np.array([np.inf, -np.inf, np.nan, 1.0])
+        g = np.zeros(4)
+        bufs = [np.full(4, np.inf) for _ in range(state)]
+        if kernel == "adam":
+            K.adam(p, g, bufs[0], bufs[1], 0.1, 0.9, 0.99, 1e-8, 0.0, 2, False)
+            assert np.isinf(bufs[1]).all(), bufs[1]  # exp_avg_sq = 0.99 * inf + 0.01 * 0
+        elif kernel == "rmsprop":
+            K.rmsprop(p, g, bufs[0], p[:0], p[:0], 0.1, 0.99, 1e-8, 0.0, False, 0.0)
+            assert np.isinf(bufs[0]).all(), bufs[0]
+        else:
+            K.sgd(p, g, bufs[0], 0.1, 0.9, 0.0, False, 0.0, False)
+            assert np.isinf(bufs[0]).all(), bufs[0]  # momentum buffer 0.9 * inf + 0

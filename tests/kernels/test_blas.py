@@ -89,3 +89,59 @@ def test_gemm_callable_from_cached_njit(tmp_path):
         for _ in range(2)
     ]
     assert out == ["0", "1"]
+
+
+# --- which BLAS: MKL when installed, else OpenBLAS; both paths, and fork safety -------------
+
+_PROGRAM = """
+import os, sys
+import numpy as np
+import graphc as gc
+from graphc.kernels.blas import BLAS
+x = gc.input("x", (None, 40)); y = gc.input("y", (None,), dtype="int64")
+h = gc.dense(x, 48, activation="relu", name="l0")  # GEMMs past the loop-kernel sizes
+loss = gc.softmax_cross_entropy(gc.dense(h, 5, name="l1"), y)
+rng = np.random.default_rng(0)
+feed = {"x": rng.standard_normal((33, 40)), "y": rng.integers(0, 5, 33)}
+nets = [gc.compile(loss=loss, optimizer=gc.optim.SGD(lr=0.1), dtype="float64", seed=1,
+                   backend=b) for b in ("compiled", "reference")]
+losses = [[n.step(feed) for _ in range(3)] for n in nets]
+np.testing.assert_allclose(losses[0], losses[1], rtol=1e-12)
+for k, v in nets[1].params.items():
+    np.testing.assert_allclose(nets[0].params[k], v, rtol=1e-10, atol=1e-12)
+if "fork" in sys.argv:  # a forked child must be able to run BLAS too (GNU OpenMP hangs)
+    pid = os.fork()
+    if pid == 0:
+        nets[0].step(feed)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0, status
+print(BLAS)
+"""
+
+
+def _run_program(blas: str, *args: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GRAPHC_BLAS=blas)
+    res = subprocess.run([sys.executable, "-c", _PROGRAM, *args], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout.strip().splitlines()[-1]
+
+
+def test_openblas_path_matches_the_reference():
+    assert "OpenBLAS" in _run_program("openblas")
+
+
+def test_default_blas_is_mkl_when_installed_and_survives_fork():
+    from importlib import metadata
+
+    try:
+        metadata.version("mkl")
+        installed = True
+    except metadata.PackageNotFoundError:
+        installed = False
+    assert ("Math Kernel Library" if installed else "OpenBLAS") in _run_program("auto", "fork")
