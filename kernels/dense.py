@@ -86,17 +86,19 @@ def dense_bwd_sgd(x, W, b, saved, g, act, alpha, a, from_y, dz, dx, tmp, lr, wd)
 
 # ------------------------------------------------------------------ tiny layers
 # The same three kernels for layers whose k*m is tiny (codegen picks them by static
-# shape, ``SMALL_MAX_KM``; never for PReLU).  They are inlined into the entry point
-# (``inline="always"``), where k and m are literals of the views the entry carved, so
-# LLVM unrolls the short loops and the activation switch folds to one case.  On the
-# xor step (2-8-1) this took the native time from 0.67 to ~0.15 µs, where BLAS calls
-# and runtime trip counts cost more than the arithmetic.  Semantics are those of the
-# kernels above: bias added after the product, beta = 0 overwrites, old W for dx.
+# shape, ``SMALL_MAX_KM``; never for PReLU): one loop nest each, no BLAS call, no
+# separate epilogue pass.  On the xor step (2-8-1) this and ``carve`` took the native
+# time from 1.75 to 0.44 us, where BLAS calls and separate passes cost more than the
+# arithmetic.  Inlining them into the entry point (Numba's ``inline="always"``, so the
+# shapes become literals) reached 0.15 us but tripled the compile time of small
+# graphs (5 s instead of 1.6 s: Numba's IR inliner), so they are ordinary cached
+# kernels.  Semantics are those of the kernels above: bias added after the product,
+# beta = 0 overwrites, old W for dx.
 
 SMALL_MAX_KM = 256
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_fwd_small(x, W, b, act, alpha, a, z, y):
     n = y.shape[0]
     k = W.shape[0]
@@ -115,7 +117,7 @@ def dense_fwd_small(x, W, b, act, alpha, a, z, y):
             y[i, j] = act_scalar(act, al, al, v)
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _dz_colsum_small(act, al, from_y, saved, g, dz, db):
     n = g.shape[0]
     m = g.shape[1]
@@ -130,7 +132,7 @@ def _dz_colsum_small(act, al, from_y, saved, g, dz, db):
                 db[j] += d
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def _dx_small(dz, W, dx):
     n = dz.shape[0]
     k = W.shape[0]
@@ -143,7 +145,7 @@ def _dx_small(dz, W, dx):
             dx[i, p] = acc
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_bwd_small(x, W, saved, g, act, alpha, a, from_y, dz, dx, dW, db, da):
     check_from_y(act, from_y)
     _dz_colsum_small(act, like(g, alpha), from_y, saved, g, dz, db)
@@ -158,7 +160,7 @@ def dense_bwd_small(x, W, saved, g, act, alpha, a, from_y, dz, dx, dW, db, da):
         _dx_small(dz, W, dx)
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def dense_bwd_sgd_small(x, W, b, saved, g, act, alpha, a, from_y, dz, dx, tmp, lr, wd):
     check_from_y(act, from_y)
     m = W.shape[1]
