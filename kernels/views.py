@@ -7,7 +7,7 @@ reference count (``NRT_incref``/``NRT_decref``) and, for ``reshape``, a call
 into its C helper ``numba_attempt_nocopy_reshape``.  On the xor step that was
 59 reference-count calls and 19 helper calls: about 0.7 of its 0.9 µs inside
 one native call.  (An ordinary overload: with Numba's ``inline="always"`` the
-entry points took longer to compile and ran no faster.)
+entry points took longer to compile.)
 
 ``carve`` builds the array struct directly (data pointer + offset, literal
 shape, C strides) with no memory-info owner.  That is safe because every view

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 from graphc.kernels import activations as A
-from graphc.kernels.dense import dense_bwd, dense_bwd_sgd, dense_fwd
+from graphc.kernels import dense as D
 
 from . import refs
 from .conftest import DTYPES
@@ -33,13 +33,25 @@ def _ref_fwd(x, W, b, act, alpha, a):
     return z, refs.act(act, z, alpha, a.astype(np.float64) if act == A.PRELU else None)
 
 
+def _kernel(name, small, act):
+    """The GEMM-based kernel or its tiny-layer loop variant (same contract; no PReLU)."""
+    if small and act == A.PRELU:
+        pytest.skip("the tiny-layer kernels are never used for PReLU")
+    return getattr(D, name + ("_small" if small else ""))
+
+
+SMALL = pytest.mark.parametrize("small", [False, True], ids=["gemm", "small"])
+
+
 def _modes(act, alpha):
     return [False, True] if A.derivative_from_y_ok(act, alpha) else [False]
 
 
+@SMALL
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTS)
-def test_dense_fwd(act, dtype, rng):
+def test_dense_fwd(act, dtype, small, rng):
+    dense_fwd = _kernel("dense_fwd", small, act)
     alpha = ALPHA.get(act, 0.0)
     for n, k, m in SHAPES:
         for bias in (True, False):
@@ -62,9 +74,11 @@ def _ref_bwd(x, W, z, g, act, alpha, a):
     return dz, dz.sum(axis=0), x.astype(np.float64).T @ dz, dz @ W.astype(np.float64).T, da
 
 
+@SMALL
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ACTS)
-def test_dense_bwd(act, dtype, rng):
+def test_dense_bwd(act, dtype, small, rng):
+    dense_bwd = _kernel("dense_bwd", small, act)
     alpha = ALPHA.get(act, 0.0)
     for n, k, m in SHAPES:
         x, W, b, a = _layer(rng, dtype, n, k, m, act)
@@ -95,9 +109,11 @@ def test_dense_bwd(act, dtype, rng):
             np.testing.assert_allclose(dW2, dWr, **t)
 
 
+@SMALL
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", [A.LINEAR, A.RELU, A.TANH, A.PRELU, A.SOFTPLUS])
-def test_dense_bwd_sgd(act, dtype, rng):
+def test_dense_bwd_sgd(act, dtype, small, rng):
+    dense_bwd_sgd = _kernel("dense_bwd_sgd", small, act)
     alpha = ALPHA.get(act, 0.0)
     lr, wd = 0.1, 0.01
     for n, k, m in SHAPES:
