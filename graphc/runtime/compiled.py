@@ -8,6 +8,7 @@ allocates nothing).  Feeds arrive already validated by the Program.
 from __future__ import annotations
 
 import time
+import weakref
 
 import numba
 import numpy as np
@@ -122,6 +123,7 @@ class CompiledImpl:
         self.t_load = time.perf_counter() - t1
         self.t_compile_native = 0.0
         self._gather: dict = {}
+        self._compiled: weakref.WeakSet = weakref.WeakSet()  # functions known compiled
         self._train = self.entries.get("train_step")
         self.prepare_fast()
 
@@ -136,7 +138,7 @@ class CompiledImpl:
         # parameters were updated: keep a copy to put the last finite weights back.
         backup = (self.program.arena.data.copy()
                   if self.check_numerics and e.name == "train_step" else None)
-        if not getattr(e.fn, "signatures", True):  # first call compiles (or loads the cache)
+        if not self._has_run(e.fn):  # first call compiles (or loads the cache)
             out = self._first_call(e.fn, self.program.arena.data, ws, n, lr, step, *args)
         else:
             out = e.fn(self.program.arena.data, ws, n, lr, step, *args)
@@ -216,9 +218,23 @@ class CompiledImpl:
                     return b + 1
             return (total + bs - 1) // bs
         args = (arena, ws, bs, lr, step0, perm, losses, stop_on_nan, *srcs, *bufs)
-        if not getattr(fn, "signatures", True):
+        if not self._has_run(fn):
             return int(self._first_call(fn, *args))
         return int(fn(*args))
+
+    def _has_run(self, fn) -> bool:
+        """Whether ``fn`` has compiled code.  Numba's ``signatures`` builds a list and
+        hashes every type on each read (15 us: as much as a whole xor epoch), so a
+        function seen compiled is remembered."""
+        try:
+            if fn in self._compiled:
+                return True
+        except TypeError:  # not weak-referenceable: ask every time
+            return bool(getattr(fn, "signatures", True))
+        if getattr(fn, "signatures", True):
+            self._compiled.add(fn)
+            return True
+        return False
 
     def _first_call(self, fn, *args):
         """Call ``fn`` for the first time: Numba compiles it or loads it from its cache.
