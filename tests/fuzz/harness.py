@@ -300,6 +300,25 @@ def check_case(case: Case) -> dict[str, float]:
                         else:
                             later[key] = f"{msg}\n  {verdict}"
                 problems.update(later)
+            # A float32 value before any update (the loss, a gradient, a run output) that
+            # misses the tolerance is judged the same way: cancellation in a dot product
+            # (terms of size 1 summing to 1e-4) leaves each backend's float32 result off
+            # the truth by rounding of the terms' size, and the two BLAS libraries (MKL in
+            # graphc's kernels, OpenBLAS under NumPy's @ in the reference) sum in
+            # different orders.  Campaign seed 3004, case 8: compiled 1.5e-8 from the
+            # float64 truth, the reference 1.1e-7, the tolerance 1.4e-8.
+            early = {k: v for k, v in problems.items() if not after_an_update(k)}
+            if early and case.dtype == "float32":
+                stats["truth"] = 1.0
+                truth = float64_truth(case)
+                for key, msg in early.items():
+                    if mismatch(key, got[key], want[key], np.inf) is not None:
+                        continue  # NaN/inf in other places: no excuse
+                    verdict = judged_by_truth(key, got[key], want[key], truth.get(key), rtol)
+                    if verdict is None:
+                        del problems[key]
+                    else:
+                        problems[key] = f"{msg}\n  {verdict}"
     except Exception as e:  # noqa: BLE001 -- a crash is a finding too
         raise AssertionError(report(case, [f"crashed: {type(e).__name__}: {e}"], e)) from None
     if problems:

@@ -69,6 +69,15 @@ reference float32 result is, plus rtol * scale.  NaN/inf positions must
 still match exactly.  A wrong formula is far from the truth while NumPy is
 close to it, so it still fails.
 
+The same check applies in float32 to values before any update (the loss,
+gradients, ``run``) that miss the tolerance.  The tolerance is relative to
+the array's largest value, but a dot product whose terms are of size 1 and
+sum to 1e-4 carries rounding of the terms' size; graphc's GEMMs (MKL) and
+NumPy's (OpenBLAS) sum in different orders, so such cancellation shows up
+as a mismatch in which neither side is wrong (campaign seed 3004, case 8:
+graphc 1.5e-8 from the float64 truth, the reference 1.1e-7, the tolerance
+1.4e-8; seed 3003, case 14: graphc closer to the truth in every value).
+
 Non-finite values are compared strictly: NaN must be NaN in both arrays at
 exactly the same positions, +inf/-inf likewise (with the same sign); there
 is no NaN filtering.  Shapes and dtypes must be equal too.
