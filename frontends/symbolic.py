@@ -348,9 +348,11 @@ def _walk(roots) -> list[Value]:
     return list(seen.values())
 
 
-def leaves(t: Value, op: str) -> dict[str, Tensor]:
-    """The ``op`` leaves ("parameter" or "input") a tensor depends on, by name."""
-    return {v.node.get("name"): as_tensor(v) for v in _walk([t]) if v.node.op == op}
+def leaves(t: Value | Sequence[Value], op: str) -> dict[str, Tensor]:
+    """The ``op`` leaves ("parameter" or "input") a tensor, or any of several, depends on,
+    by name."""
+    roots = list(t) if isinstance(t, list | tuple) else [t]
+    return {v.node.get("name"): as_tensor(v) for v in _walk(roots) if v.node.op == op}
 
 
 def check_names(g: Graph) -> None:

@@ -55,10 +55,10 @@ def random_feeds(g: Graph, seed: int = 0, batch: int = GUARD_BATCH
     return feeds, params
 
 
-def observables(g: Graph, feeds: Mapping[str, np.ndarray],
-                params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def observables(g: Graph, feeds: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray],
+                dtype: str = "float64") -> dict[str, np.ndarray]:
     """Everything a training step exposes: outputs and the gradient of each update."""
-    values = reference.evaluate(g, feeds, params, "float64")
+    values = reference.evaluate(g, feeds, params, dtype)
     out = {f"output {k}": np.asarray(values[n]) for k, n in g.outputs.items()}
     for name, uid in g.updates.items():
         ins = g.inputs(uid)

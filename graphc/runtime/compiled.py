@@ -124,7 +124,6 @@ class CompiledImpl:
         self.t_compile_native = 0.0
         self._gather: dict = {}
         self._compiled: weakref.WeakSet = weakref.WeakSet()  # functions known compiled
-        self._train = self.entries.get("train_step")
         self.prepare_fast()
 
     # --- calls ----------------------------------------------------------------------

@@ -85,18 +85,12 @@ class Case:
         """A self-contained script that rebuilds the network and runs both backends."""
         train = "".join(f", {k}={v!r}" for k, v in self.train.items())
         return f'''{self.source}
+from graphc.frontends.symbolic import leaves
+
 
 def _leaves(tensors, op):
     """The gc.input / gc.parameter tensors that ``tensors`` depend on, sorted by name."""
-    found, seen, stack = {{}}, set(), list(tensors)
-    while stack:
-        t = stack.pop()
-        if id(t) not in seen:
-            seen.add(id(t))
-            stack.extend(t.inputs)
-            if t.node.op == op:
-                found[t.node.get("name")] = t
-    return [found[k] for k in sorted(found)]
+    return [t for _, t in sorted(leaves(list(tensors), op).items())]
 
 
 if __name__ == "__main__":

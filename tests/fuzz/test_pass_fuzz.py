@@ -22,8 +22,7 @@ from hypothesis import given
 
 import graphc as gc
 from graphc.ir.graph import Graph
-from graphc.passes import optimize
-from graphc.runtime import reference
+from graphc.passes import guard, optimize
 
 from .harness import leaves, load, report
 from .runner import fuzz_settings
@@ -35,18 +34,9 @@ SEED = int(os.environ["GRAPHC_FUZZ_SEED"]) if os.environ.get("GRAPHC_FUZZ_SEED")
 
 
 def observables(g: Graph, feeds: dict, params: dict, dtype: str) -> dict[str, np.ndarray]:
-    """What a step observes: every output and the gradient each update applies."""
-    needed = {n for n in g.by_name("input")}
-    values = reference.evaluate(g, {k: v for k, v in feeds.items() if k in needed}, params,
-                                dtype)
-    out = {f"output {k}": np.asarray(values[n]) for k, n in g.outputs.items()}
-    for name, uid in g.updates.items():
-        ins = g.inputs(uid)
-        grad = np.asarray(values[ins[1]])
-        if len(ins) == 3:
-            grad = grad * values[ins[2]]
-        out[f"gradient of {name}"] = grad
-    return out
+    """What a step observes (the guard's observables), from the feeds this graph takes."""
+    needed = set(g.by_name("input"))
+    return guard.observables(g, {k: v for k, v in feeds.items() if k in needed}, params, dtype)
 
 
 def graphs_of(case: Case) -> tuple[dict[str, Graph], dict[str, np.ndarray]]:

@@ -33,25 +33,27 @@ def _ref_fwd(x, W, b, act, alpha, a):
     return z, refs.act(act, z, alpha, a.astype(np.float64) if act == A.PRELU else None)
 
 
-def _kernel(name, small, act):
-    """The GEMM-based kernel or its tiny-layer loop variant (same contract; no PReLU)."""
-    if small and act == A.PRELU:
-        pytest.skip("the tiny-layer kernels are never used for PReLU")
+def _kernel(name, small):
+    """The GEMM-based kernel or its tiny-layer loop variant (same contract)."""
     return getattr(D, name + ("_small" if small else ""))
 
 
-SMALL = pytest.mark.parametrize("small", [False, True], ids=["gemm", "small"])
+def with_variants(acts):
+    """Each activation with the GEMM-based kernel, and with the tiny-layer kernel except
+    PReLU (which codegen never gives the tiny-layer kernels)."""
+    pairs = [(a, False) for a in acts] + [(a, True) for a in acts if a != A.PRELU]
+    return pytest.mark.parametrize("act, small", pairs,
+                                   ids=[f"{a}-{'small' if s else 'gemm'}" for a, s in pairs])
 
 
 def _modes(act, alpha):
     return [False, True] if A.derivative_from_y_ok(act, alpha) else [False]
 
 
-@SMALL
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("act", ACTS)
-def test_dense_fwd(act, dtype, small, rng):
-    dense_fwd = _kernel("dense_fwd", small, act)
+@with_variants(ACTS)
+def test_dense_fwd(act, small, dtype, rng):
+    dense_fwd = _kernel("dense_fwd", small)
     alpha = ALPHA.get(act, 0.0)
     for n, k, m in SHAPES:
         for bias in (True, False):
@@ -74,11 +76,10 @@ def _ref_bwd(x, W, z, g, act, alpha, a):
     return dz, dz.sum(axis=0), x.astype(np.float64).T @ dz, dz @ W.astype(np.float64).T, da
 
 
-@SMALL
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("act", ACTS)
-def test_dense_bwd(act, dtype, small, rng):
-    dense_bwd = _kernel("dense_bwd", small, act)
+@with_variants(ACTS)
+def test_dense_bwd(act, small, dtype, rng):
+    dense_bwd = _kernel("dense_bwd", small)
     alpha = ALPHA.get(act, 0.0)
     for n, k, m in SHAPES:
         x, W, b, a = _layer(rng, dtype, n, k, m, act)
@@ -109,11 +110,10 @@ def test_dense_bwd(act, dtype, small, rng):
             np.testing.assert_allclose(dW2, dWr, **t)
 
 
-@SMALL
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("act", [A.LINEAR, A.RELU, A.TANH, A.PRELU, A.SOFTPLUS])
-def test_dense_bwd_sgd(act, dtype, small, rng):
-    dense_bwd_sgd = _kernel("dense_bwd_sgd", small, act)
+@with_variants([A.LINEAR, A.RELU, A.TANH, A.PRELU, A.SOFTPLUS])
+def test_dense_bwd_sgd(act, small, dtype, rng):
+    dense_bwd_sgd = _kernel("dense_bwd_sgd", small)
     alpha = ALPHA.get(act, 0.0)
     lr, wd = 0.1, 0.01
     for n, k, m in SHAPES:
