@@ -70,7 +70,8 @@ def _stage(res: dict, name: str):
 
 
 def observe(case: Case, backend: str, perturb: tuple[tuple[int, ...], float] | None = None,
-            init: dict | None = None) -> dict[str, object]:
+            init: dict | None = None,
+            jitter: tuple[int, float] | None = None) -> dict[str, object]:
     """Everything the case observes on ``backend`` (see the module docstring).
 
     ``perturb=(signs, rtol)`` (reference backend only): skip the gradient
@@ -78,11 +79,14 @@ def observe(case: Case, backend: str, perturb: tuple[tuple[int, ...], float] | N
     parameters and optimizer state it leaves, by ``sign * rtol * (|a| +
     max|a|)`` -- the edge of their tolerance -- to measure how far the rest
     of the training carries an allowed error.  ``init``: start the training
-    from these parameters instead of the seed's.
+    from these parameters instead of the seed's.  ``jitter=(seed, rtol)``: multiply
+    every float feed entry by ``1 +- rtol`` (random signs from ``seed``).
     """
     ns = load(case)
     rng = np.random.default_rng(case.seed)
     batches = [ns["feeds"](rng, n) for n in case.batches]
+    if jitter is not None:
+        batches = _jittered(batches, *jitter)
     res: dict[str, object] = {}
     m = ns["model"]()
     loss = m.pop("loss")
@@ -178,6 +182,43 @@ def spread(case: Case, want: dict, rtol: float) -> dict[str, np.ndarray]:
     return out
 
 
+def _jittered(batches: list[dict], seed: int, rtol: float) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in batches:
+        moved = {}
+        for k, a in b.items():
+            if a.dtype.kind == "f":
+                s = rng.choice(np.array([-rtol, rtol]), size=a.shape)
+                a = (a * (1 + s)).astype(a.dtype)
+            moved[k] = a
+        out.append(moved)
+    return out
+
+
+def conditioning(case: Case, want: dict, rtol: float, keys) -> dict[str, np.ndarray]:
+    """Per observation in ``keys``: how far the reference moves when every float feed
+    entry is moved by a relative ``rtol`` with random signs (two sign draws).
+
+    Both backends are backward stable: each result is the exact answer for inputs
+    perturbed by about the rounding of the terms it sums, so two correct results can
+    differ by this much, whatever the value's own size (a sum that cancels to ~0).
+    """
+    out: dict[str, np.ndarray] = {}
+    for draw in range(2):
+        obs = observe(case, "reference", jitter=(draw, rtol))
+        for key in keys:
+            a, b = obs.get(key), want.get(key)
+            if a is None or isinstance(a, Raised) or isinstance(b, Raised):
+                continue
+            a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+            if a.shape != b.shape:
+                continue
+            d = np.where(np.isfinite(a) & np.isfinite(b), np.abs(a - b), 0.0)
+            out[key] = np.maximum(out[key], d) if key in out else d
+    return out
+
+
 def differences(got: dict, want: dict, rtol: float, extra: dict | None = None,
                 keys=None) -> dict[str, str]:
     """Every way the compiled observation ``got`` differs from the reference ``want``:
@@ -263,7 +304,7 @@ def check_case(case: Case) -> dict[str, float]:
     the largest fraction over the values before any update ("before") and after
     ("after", without the update allowances), and which escape hatch was needed.
     """
-    stats = {"before": 0.0, "after": 0.0, "spread": 0.0, "truth": 0.0}
+    stats = {"before": 0.0, "after": 0.0, "spread": 0.0, "truth": 0.0, "jitter": 0.0}
 
     def truth_judge(found: dict[str, str]) -> dict[str, str]:
         """In float32, drop from ``found`` the values about as close to the float64 truth
@@ -294,6 +335,15 @@ def check_case(case: Case) -> dict[str, float]:
                 if not isinstance(got[key], Raised) and not isinstance(want[key], Raised):
                     which = "after" if after_an_update(key) else "before"
                     stats[which] = max(stats[which], used(got[key], want[key], rtol))
+            early = [k for k in problems if not after_an_update(k)]
+            if early:
+                # Values before an update: allow what the reference itself moves when
+                # its feeds move by rtol (a sum of large terms cancelling to ~0; campaign
+                # seed 5003 case 27: a PReLU slope gradient of 1e-18, one entry) ...
+                stats["jitter"] = 1.0
+                problems = {k: v for k, v in problems.items() if after_an_update(k)}
+                problems.update(differences(got, want, rtol,
+                                            conditioning(case, want, rtol, early), early))
             if any(after_an_update(k) for k in problems):
                 stats["spread"] = 1.0
                 # Values after an update: allow what the reference itself spreads to ...

@@ -116,7 +116,8 @@ class Result:
         for dt, u in sorted(self.used.items()):
             lines.append(f"  {dt}: largest fraction of the tolerance used: before an update "
                          f"{u['before']:.3g}, after {u['after']:.3g}; cases needing the update "
-                         f"spread {u['n_spread']:g}, the float64 truth {u['n_truth']:g}")
+                         f"spread {u['n_spread']:g}, the feed jitter {u['n_jitter']:g}, "
+                         f"the float64 truth {u['n_truth']:g}")
         lines.append("  CPU s per case by depth: " + ", ".join(
             f"{d}: {sum(v) / len(v):.1f}" for d, v in sorted(self.cpu_by_depth.items())))
         return "\n".join(lines)
@@ -183,6 +184,7 @@ def run_cases(todo: list[Case], n_jobs: int | None = None, progress=None,
                     u[k] = max(u[k], stats.get(k, 0.0))
                 u["n_spread"] += stats.get("spread", 0.0)
                 u["n_truth"] += stats.get("truth", 0.0)
+                u["n_jitter"] += stats.get("jitter", 0.0)
                 payload = payload[:3]
                 for w in workers.values():
                     if w[1] == i:

@@ -36,6 +36,19 @@ rtol:
   ~15x the per-layer estimate, and the ``1 +`` covers the loss and the
   optimizer update, which every graph has.
 
+Values before any update (the loss, the gradients, ``run``) that miss this
+bound get one allowance, measured like the one below: the reference is re-run
+with every float feed entry multiplied by ``1 +- rtol`` (random signs, two
+draws) and each value may differ by ``UPDATE_SPREAD_FACTOR`` times the largest
+distance the reference moved.  Both backends are backward stable -- each
+result is the exact answer for inputs perturbed by about the rounding of the
+terms it sums -- so this measures how far two correct results can lie apart
+where the ``scale`` above cannot: a sum that cancels to ~0 in an array with
+no larger entry (campaign seed 5003, case 27: a one-entry PReLU slope
+gradient of 1e-18 whose terms are ~1e-1).  A well-conditioned value moves by
+about rtol * |value|, so the allowance adds about one tolerance, far below a
+wrong formula.
+
 After an optimizer step (the second step's loss, the parameters, the
 optimizer state, ``run`` after the steps) one more term is added, because
 adaptive optimizers are ill-conditioned in the gradient: Adam's and RMSprop's
