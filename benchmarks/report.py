@@ -124,6 +124,11 @@ def choose_baseline(records: Sequence[Record], preferred: str | None = None) -> 
     return timed[0] if timed else None
 
 
+def _fit_epochs(records: Sequence[Record]) -> dict[str, int]:
+    return {r["config"]: r["epochs"] for r in records
+            if r["metric"] == "fit_throughput" and r.get("epochs")}
+
+
 def _table(
     records: Sequence[Record],
     metric: str,
@@ -253,6 +258,9 @@ def markdown(records: Sequence[Record], baseline: str | None = None) -> str:
         table = _table(records, metric, frameworks, configs, baseline, fmt, hib)
         if table:
             out += ["", f"## {title}", ""] + table
+            if metric == "fit_throughput":
+                out += ["", "Each timed fit call ran " + ", ".join(
+                    f"{c} {e} epoch(s)" for c, e in _fit_epochs(records).items()) + "."]
     # Agreement and skips: never silent.
     agree = [r for r in records if r["metric"] == "loss_first_step" and r["status"] == "ok"]
     if agree:

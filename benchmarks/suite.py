@@ -30,6 +30,8 @@ from benchmarks.configs import CONFIGS, get_config, make_problem
 from benchmarks.peers import PEERS, PeerSpec, Unsupported, default_frameworks, resolve
 
 QUICK_CONFIGS = ("xor", "small")
+# A timed whole-fit call covers at least this many samples (xor: 25 epochs of 80).
+FIT_MIN_SAMPLES = 2000
 
 
 def _settings(quick: bool, budget_s: float | None, rounds: int | None) -> dict[str, Any]:
@@ -80,7 +82,7 @@ def run(
     dtype: str = "float32",
     threads: int = harness.DEFAULT_THREADS,
     infer_batches: Sequence[int] = (1, 64),
-    fit_epochs: int = 1,
+    fit_epochs: int | None = None,
     measure: Sequence[str] = ("step", "infer", "fit", "alloc"),
     compile_times: bool = False,
     check: bool = True,
@@ -94,6 +96,8 @@ def run(
     quick: small budgets for a smoke run (xor + small in well under a minute).
     budget_s: timing budget per framework, per metric, per config, split over `rounds`.
     measure: any of "step", "infer", "fit", "alloc".
+    fit_epochs: epochs per timed whole-fit call (default: enough for FIT_MIN_SAMPLES
+        samples, so a fit of a tiny data set is timed over a realistic run, not one epoch).
     compile_times: also measure cold/warm compile time in fresh processes, for frameworks
         whose adapter sets ``COMPILES = True`` (slow: two processes per framework and config).
     check: run the agreement check (raises `agreement.AgreementError` on a disagreement).
@@ -209,8 +213,9 @@ def run(
                 )
                 for n, t in res.items():
                     add(n, cname, f"infer_time_b{bs}", t.best_median, "s", stats=t.summary())
-        if "fit" in measure and (fns := {n: partial(p.fit, fit_epochs) for n, p in timed("fit").items()}):
-            say(f"[{cname}] timing fit ({fit_epochs} epoch(s) of {problem.n_samples} samples)")
+        epochs = fit_epochs or max(1, -(-FIT_MIN_SAMPLES // problem.n_samples))
+        if "fit" in measure and (fns := {n: partial(p.fit, epochs) for n, p in timed("fit").items()}):
+            say(f"[{cname}] timing fit ({epochs} epoch(s) of {problem.n_samples} samples)")
             res = harness.interleave(
                 fns,
                 min(s["rounds"], 3),
@@ -220,7 +225,7 @@ def run(
                 on_error=partial(on_error, "fit_throughput"),
             )
             for n, t in res.items():
-                thr = fit_epochs * problem.n_samples / t.best_median
+                thr = epochs * problem.n_samples / t.best_median
                 add(
                     n,
                     cname,
@@ -228,7 +233,7 @@ def run(
                     thr,
                     "samples/s",
                     stats=t.summary(),
-                    epochs=fit_epochs,
+                    epochs=epochs,
                     samples=problem.n_samples,
                 )
         if "alloc" in measure:
@@ -313,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--baseline", default=None, help="ratio baseline (default graphc if present)")
     ap.add_argument("--threads", type=int, default=harness.DEFAULT_THREADS)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--fit-epochs", type=int, default=None,
+                    help=f"epochs per timed fit (default: enough for {FIT_MIN_SAMPLES} samples)")
     ap.add_argument("--measure", default="step,infer,fit,alloc", help="comma list of step, infer, fit, alloc")
     ap.add_argument(
         "--compile-times", action="store_true", help="cold/warm compile time in fresh processes (slow)"
@@ -348,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threads=args.threads,
         measure=split(args.measure) or (),
         compile_times=args.compile_times,
+        fit_epochs=args.fit_epochs,
     )
     if not args.out_md:
         print(report.markdown(records, args.baseline))

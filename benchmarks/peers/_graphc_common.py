@@ -36,8 +36,8 @@ def build_program(problem: Problem, backend: str = "compiled"):
 def warm_fit(net, x, y, batch_size: int) -> None:
     """Compile the native epoch loop without training: an empty permutation runs no step."""
     feeds, _ = net.feed_spec.validate({"x": x[:1], "y": y[:1]}, net.dtype)
-    net._impl.fit_epoch(feeds, np.empty(0, np.int64), batch_size, 0.0, net.step_count,
-                        np.zeros(1))
+    net._impl.fit_epochs(feeds, np.empty(0, np.int64), batch_size, np.zeros(1), net.step_count,
+                         np.zeros(1))
 
 
 class GraphcPeer:

@@ -119,32 +119,40 @@ def source_key(source: str, extra: str) -> str:
 
 
 def fit_source(feeds: list[str], cache: bool) -> str:
-    """``fit_loop``: one epoch of minibatch steps in one native call.
+    """``fit_loop``: whole epochs of minibatch steps in one native call.
 
-    Gathers each minibatch by the permutation into the gather buffers ``b_i``,
-    runs ``train_step`` on it, records the loss, and -- when ``stop`` (fit's
-    ``on_nan`` is not "continue") -- stops at the first non-finite loss
-    (returning how many steps ran).
+    One epoch per entry of ``lrs`` (the learning rate of each).  With
+    ``shuffle`` each epoch first writes its order into ``perm``
+    (``K_gather.epoch_order`` of ``seed`` and ``epoch0 + e``); without, ``perm``
+    is used as given.  Each minibatch is gathered by ``perm`` into the gather
+    buffers ``b_i``, ``train_step`` runs on it and its loss goes to ``losses``
+    (epoch-major).  When ``stop`` (fit's ``on_nan`` is not "continue") the loop
+    ends at the first non-finite loss; it returns how many steps ran.
     """
     k = len(feeds)
     # (a training graph may have no feeds at all: a loss of the parameters alone)
-    args = ", ".join(["arena", "ws", "bs", "lr", "step0", "perm", "losses", "stop",
-                      *(f"f_{i}" for i in range(k)), *(f"b_{i}" for i in range(k))])
+    args = ", ".join(["arena", "ws", "bs", "lrs", "step0", "perm", "shuffle", "seed", "epoch0",
+                      "losses", "stop", *(f"f_{i}" for i in range(k)),
+                      *(f"b_{i}" for i in range(k))])
     lines = [_decorator(cache),
              f"def fit_loop({args}):",
              "    total = perm.size",
              "    nb = (total + bs - 1) // bs",
-             "    for b in range(nb):",
-             "        start = b * bs",
-             "        m = min(bs, total - start)"]
+             "    for e in range(lrs.size):",
+             "        if shuffle:",
+             "            K_gather.epoch_order(perm, seed, epoch0 + np.uint64(e))",
+             "        for b in range(nb):",
+             "            start = b * bs",
+             "            m = min(bs, total - start)"]
     for i in range(k):
-        lines.append(f"        K_gather.gather_rows(f_{i}, perm, start, m, b_{i})")
+        lines.append(f"            K_gather.gather_rows(f_{i}, perm, start, m, b_{i})")
     views = "".join(f", K_view.carve(b_{i}, 0, (m,) + b_{i}.shape[1:])" for i in range(k))
-    lines += [f"        loss = train_step(arena, ws, m, lr, step0 + b + 1{views})",
-              "        losses[b] = loss",
-              "        if stop and not np.isfinite(loss):",
-              "            return b + 1",
-              "    return nb"]
+    lines += ["            s = e * nb + b",
+              f"            loss = train_step(arena, ws, m, lrs[e], step0 + s + 1{views})",
+              "            losses[s] = loss",
+              "            if stop and not np.isfinite(loss):",
+              "                return s + 1",
+              "    return lrs.size * nb"]
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ from graphc.ir.graph import Graph
 from graphc.ir.node import INT, NONE, TUPLE
 from graphc.ops.update import state_slots
 from graphc.runtime.feeds import check_allocation, gib
+from graphc.runtime.fit import epoch_order
 
 
 def _optimize(graph: Graph, verify: bool, guard: bool):
@@ -188,10 +189,15 @@ class CompiledImpl:
             spec.append((name, dt, len(shape)))
         self.fast_step = _make_fast_step(self, e, spec)
 
-    def fit_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int, lr: float,
-                  step0: int, losses: np.ndarray, stop_on_nan: bool = True) -> int:
-        """Run every minibatch of one epoch natively; returns the number of steps taken
-        (fewer when ``stop_on_nan`` and a loss was not finite)."""
+    def fit_epochs(self, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int,
+                   lrs: np.ndarray, step0: int, losses: np.ndarray, stop_on_nan: bool = True,
+                   shuffle: bool = False, seed: int = 0, epoch0: int = 0) -> int:
+        """Run every minibatch of ``lrs.size`` epochs natively; returns the number of
+        steps taken (fewer when ``stop_on_nan`` and a loss was not finite).
+
+        With ``shuffle`` each epoch's order is ``epoch_order(seed, epoch0 + e)``,
+        written into ``perm``; without, ``perm`` is the order of every epoch.
+        """
         e = self.entries["train_step"]
         ws = e.workspace(bs, self.program.dtype)
         srcs = [feeds[f] for f in e.feeds]
@@ -200,26 +206,38 @@ class CompiledImpl:
         if bufs is None:
             bufs = [np.empty((bs, *a.shape[1:]), dtype=a.dtype) for a in srcs]
             self._gather = {key: bufs}
-        fn = self.module.fit_loop
         arena = self.program.arena.data
         if self.check_numerics:
-            # Numerics checking needs the status word after every step: drive from Python.
-            total = perm.size
-            for b in range((total + bs - 1) // bs):
-                idx = perm[b * bs:(b + 1) * bs]
-                batch = {f: feeds[f][idx] for f in e.feeds}
-                try:
-                    losses[b] = self._call(e, batch, idx.size, lr, step0 + b + 1)
-                except NumericsError as err:
-                    err.steps_done = b  # the failing step was undone; b steps stand
-                    raise
-                if stop_on_nan and not np.isfinite(losses[b]):
-                    return b + 1
-            return (total + bs - 1) // bs
-        args = (arena, ws, bs, lr, step0, perm, losses, stop_on_nan, *srcs, *bufs)
+            return self._fit_checked(e, feeds, perm, bs, lrs, step0, losses, stop_on_nan,
+                                     shuffle, seed, epoch0)
+        fn = self.module.fit_loop
+        args = (arena, ws, bs, lrs, step0, perm, shuffle, np.uint64(seed % 2**64),
+                np.uint64(epoch0), losses, stop_on_nan, *srcs, *bufs)
         if not self._has_run(fn):
             return int(self._first_call(fn, *args))
         return int(fn(*args))
+
+    def _fit_checked(self, e, feeds, perm, bs, lrs, step0, losses, stop_on_nan, shuffle,
+                     seed, epoch0) -> int:
+        """``fit_epochs`` in numerics mode, which needs the status word after every
+        step: the same steps, driven from Python."""
+        total = perm.size
+        nb = (total + bs - 1) // bs
+        for ep in range(lrs.size):
+            if shuffle:
+                perm[:] = epoch_order(seed, epoch0 + ep, total)
+            for b in range(nb):
+                s = ep * nb + b
+                idx = perm[b * bs:(b + 1) * bs]
+                batch = {f: feeds[f][idx] for f in e.feeds}
+                try:
+                    losses[s] = self._call(e, batch, idx.size, float(lrs[ep]), step0 + s + 1)
+                except NumericsError as err:
+                    err.steps_done = s  # the failing step was undone; s steps stand
+                    raise
+                if stop_on_nan and not np.isfinite(losses[s]):
+                    return s + 1
+        return lrs.size * nb
 
     def _has_run(self, fn) -> bool:
         """Whether ``fn`` has compiled code.  Numba's ``signatures`` builds a list and

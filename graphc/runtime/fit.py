@@ -1,9 +1,12 @@
-"""``Program.fit``: whole training runs, one native call per epoch.
+"""``Program.fit``: whole training runs, one native call per epoch or per several.
 
-Each epoch: a seeded permutation (NumPy's ``default_rng(seed + epoch)``), then
-the compiled ``fit_loop`` gathers every minibatch and runs every step inside
-one native call, recording each step's loss.  Between epochs, in Python:
-validation, early stopping, the progress bar and callbacks.
+Each epoch: the compiled ``fit_loop`` orders the examples (with ``shuffle``,
+the seeded permutation :func:`epoch_order` of ``(seed, epoch)``), gathers every
+minibatch and runs every step inside one native call, recording each step's
+loss.  Between epochs, in Python: validation, early stopping, the progress bar
+and callbacks.  When there are none of these (``progress=False`` or no TTY, no
+validation, no callbacks), one native call runs as many epochs as take about
+``CHUNK_SECONDS``; the result is the same, epoch for epoch.
 
 A non-finite loss -- or an update that leaves the parameters or optimizer state
 non-finite with the loss still finite -- is handled by ``on_nan``: ``"stop"``
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphc.errors import FeedError, GraphError, NumericsError
+from graphc.kernels import gather as K_gather
 
 
 @dataclass
@@ -54,6 +58,24 @@ def _data_dict(data) -> dict[str, np.ndarray]:
                     f"{type(data).__name__}")
 
 
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which ``fit(shuffle=True, seed=seed)`` visits ``n`` examples in
+    epoch ``epoch``: a permutation of ``range(n)`` that depends on nothing else.
+
+    The same function runs inside the native epoch loop (``graphc.kernels.gather``);
+    call it to replay a ``fit`` by hand.
+    """
+    out = np.empty(n, dtype=np.int64)
+    K_gather.epoch_order(out, np.uint64(seed % 2**64), np.uint64(epoch % 2**64))
+    return out
+
+
+# A native call runs several epochs when nothing needs Python between them; it is sized
+# to take about this long, so Ctrl-C (which native code cannot see) is felt soon.
+CHUNK_SECONDS = 0.25
+MAX_CHUNK_STEPS = 1 << 20  # and records at most this many losses (8 MB)
+
+
 def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
         shuffle: bool = True, seed: int | None = None, patience: int | None = None,
         progress: bool = True, callbacks: list[Callable] | None = None,
@@ -68,6 +90,8 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
         raise GraphError(f"on_nan must be 'stop', 'raise' or 'continue', got {on_nan!r}")
     if patience is not None and validation is None:
         raise GraphError("early stopping (patience=...) needs validation data")
+    if seed is not None and not isinstance(seed, int):
+        raise GraphError(f"seed must be an int or None, got {seed!r}")
     feeds, total = program.feed_spec.validate(_data_dict(data), program.dtype)
     for name in feeds:
         if program.feed_spec.inputs[name][0][:1] != (None,):
@@ -85,38 +109,59 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
     seed = program.seed if seed is None else seed
     best = (np.inf, None, 0)
     bad_epochs = 0
-    steps_per_epoch = -(-total // batch_size) if total else 0
-    losses = np.zeros(max(steps_per_epoch, 1))
+    steps_per_epoch = -(-total // batch_size)
+    sizes = np.full(steps_per_epoch, batch_size, dtype=np.float64)
+    sizes[-1] = total - batch_size * (steps_per_epoch - 1)
+    perm = np.arange(total, dtype=np.int64)  # shuffle=True rewrites it every epoch
     bar = _progress(progress, epochs, steps_per_epoch)
+    # Several epochs per native call when nothing runs between epochs; the first call
+    # runs one epoch, to time it.
+    several = bar is None and val is None and not callbacks
+    chunk = 1
+    stop = on_nan != "continue"
     try:
-        for _ in range(epochs):
+        left = epochs
+        while left > 0:
+            n_ep = min(chunk, left) if several else 1
+            losses = np.empty(n_ep * steps_per_epoch)
             # Epochs count on from earlier fits (and loaded models), so schedules and
             # shuffling resume where they stopped.
-            epoch = program.epoch
-            perm = (np.random.default_rng(seed + epoch).permutation(total) if shuffle
-                    else np.arange(total)).astype(np.int64)
-            snapshot = program.arena.data.copy() if on_nan != "continue" else None
+            epoch0 = program.epoch
+            snapshot = program.arena.data.copy() if stop else None
             step0 = program.step_count
             t0 = time.perf_counter()
-            done = program.run_epoch(feeds, perm, batch_size, losses, on_nan != "continue")
+            done = program.run_epochs(feeds, perm, batch_size, losses, stop, n_ep, shuffle, seed)
             dt = time.perf_counter() - t0
-            if on_nan != "continue" and done:
+            if stop and done and n_ep > 1 and not (np.isfinite(losses[done - 1])
+                                                   and _finite(program)):
+                # Something went non-finite: redo these epochs one by one (steps are
+                # deterministic), where the step that did it is found and undone.
+                program.arena.data[...] = snapshot
+                program.step_count = step0
+                several = False
+                continue
+            if stop and done:
                 msg = _check_epoch(program, feeds, perm, batch_size, losses, done, snapshot,
-                                   step0, epoch, steps_per_epoch)
+                                   step0, epoch0, steps_per_epoch)
                 if msg:
                     history.stopped_early, history.stop_reason = True, msg
                     if on_nan == "raise":
                         raise NumericsError(msg)
                     break
-            sizes = np.full(done, batch_size, dtype=np.float64)
-            if done:
-                sizes[-1] = total - batch_size * (done - 1)
-            epoch_loss = float((losses[:done] * sizes).sum() / max(total, 1))
-            program.epoch += 1
-            history.epochs.append(epoch)
-            history.loss.append(epoch_loss)
-            history.samples_per_s.append(total / dt if dt > 0 else float("inf"))
-            post = {"loss": f"{epoch_loss:.4f}", "samples/s": f"{total / max(dt, 1e-9):,.0f}"}
+            left -= n_ep
+            if several:
+                chunk = int(min(max(1.0, CHUNK_SECONDS * n_ep / max(dt, 1e-9)),
+                                MAX_CHUNK_STEPS // steps_per_epoch or 1))
+            rate = total * n_ep / dt if dt > 0 else float("inf")
+            for e in range(n_ep):
+                epoch = program.epoch
+                per_step = losses[e * steps_per_epoch:(e + 1) * steps_per_epoch]
+                epoch_loss = float((per_step * sizes).sum() / total)
+                program.epoch += 1
+                history.epochs.append(epoch)
+                history.loss.append(epoch_loss)
+                history.samples_per_s.append(rate)
+            post = {"loss": f"{epoch_loss:.4f}", "samples/s": f"{rate:,.0f}"}
             if val is not None:
                 vl, va = program.evaluate_checked(val)
                 history.val_loss.append(vl)
@@ -179,7 +224,7 @@ def _check_epoch(program, feeds, perm, bs: int, losses: np.ndarray, done: int, s
     kept = 0
     for k in range(limit):
         before = program.arena.data.copy()
-        program.run_epoch(feeds, perm[k * bs:(k + 1) * bs], bs, scratch)
+        program.run_epochs(feeds, perm[k * bs:(k + 1) * bs], bs, scratch)
         if not _finite(program):
             program.arena.data[...] = before
             program.step_count -= 1

@@ -194,35 +194,51 @@ class Program:
                     raise
             return self._reference_step(checked)
 
-    def run_epoch(self, feeds: dict[str, np.ndarray], perm: np.ndarray, batch_size: int,
-                  losses: np.ndarray, stop_on_nan: bool = True) -> int:
-        """Steps over ``feeds`` in minibatches by ``perm``; returns how many ran (up to
-        and including the first non-finite loss when ``stop_on_nan``)."""
+    def run_epochs(self, feeds: dict[str, np.ndarray], perm: np.ndarray, batch_size: int,
+                   losses: np.ndarray, stop_on_nan: bool = True, epochs: int = 1,
+                   shuffle: bool = False, seed: int = 0) -> int:
+        """``epochs`` passes over ``feeds`` in minibatches, from epoch ``self.epoch`` on
+        (each at its scheduled learning rate); returns how many steps ran (up to and
+        including the first non-finite loss when ``stop_on_nan``).
+
+        The order is ``perm``, or with ``shuffle`` each epoch's ``epoch_order(seed,
+        epoch, n)`` (written into ``perm``).  ``losses`` gets every step's loss,
+        epoch-major.  ``self.epoch`` is left for the caller to advance.
+        """
+        lrs = np.array([self.optimizer.lr_at(self.epoch + e) if self.optimizer else 0.0
+                        for e in range(epochs)], dtype=np.float64)
         with self._lock:
             step0 = self.step_count
             if self._impl is not None:
                 try:
-                    done = self._impl.fit_epoch(feeds, perm, batch_size, self.lr(), step0, losses,
-                                                stop_on_nan)
+                    done = self._impl.fit_epochs(feeds, perm, batch_size, lrs, step0, losses,
+                                                 stop_on_nan, shuffle, seed, self.epoch)
                 except NumericsError as err:
                     self.step_count = step0 + getattr(err, "steps_done", 0)
                     raise
-            else:
-                done = 0
+                self.step_count = step0 + done
+                return done
+            from graphc.runtime.fit import epoch_order
+
+            done = 0
+            for e, lr in enumerate(lrs):
+                if shuffle:
+                    perm[:] = epoch_order(seed, self.epoch + e, perm.size)
                 for start in range(0, perm.size, batch_size):
                     idx = perm[start:start + batch_size]
                     self.step_count += 1
-                    losses[done] = self._reference_step({k: v[idx] for k, v in feeds.items()})
+                    losses[done] = self._reference_step({k: v[idx] for k, v in feeds.items()},
+                                                        float(lr))
                     done += 1
                     if stop_on_nan and not np.isfinite(losses[done - 1]):
-                        break
-            self.step_count = step0 + done
+                        return done
             return done
 
     def fit(self, data, epochs: int = 1, batch_size: int = 32, validation=None,
             shuffle: bool = True, seed: int | None = None, patience: int | None = None,
             progress: bool = True, callbacks=None, on_nan: str = "stop"):
-        """Train for ``epochs`` (one native call per epoch); returns a :class:`History`.
+        """Train for ``epochs`` (one native call per epoch, or per several when nothing
+        needs Python between epochs); returns a :class:`History`.
 
         ``data`` is a dict of feeds (or a Dataset with ``x``/``y``); ``validation``
         likewise.  With ``patience``, training stops when the validation loss has
@@ -303,8 +319,9 @@ class Program:
         print(text)
         return text
 
-    def _reference_step(self, feeds: dict[str, np.ndarray]) -> float:
+    def _reference_step(self, feeds: dict[str, np.ndarray], lr: float | None = None) -> float:
         g = self.train_graph
+        lr = self.lr() if lr is None else lr
         values = reference.evaluate(g, feeds, self.arena.views, self.dtype.name)
         for name, uid in g.updates.items():
             ins = g.inputs(uid)
@@ -313,7 +330,7 @@ class Program:
                 grad = grad * values[ins[2]]
             state = {s: self.arena.views[f"{name}:{s}"] for s in state_slots(self.update_attrs[name])}
             reference_update(self.arena.views[name], grad, state, self.update_attrs[name],
-                             self.lr(), self.step_count)
+                             lr, self.step_count)
         return float(values[g.outputs["loss"]])
 
 

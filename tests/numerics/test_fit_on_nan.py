@@ -112,3 +112,29 @@ def test_clean_data_is_unaffected():
             want.step({"x": X[BS * k:BS * (k + 1)], "y": Y[BS * k:BS * (k + 1)]})
     for k, v in net.params.items():
         np.testing.assert_array_equal(v, want.params[k], err_msg=k)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_divergence_inside_a_several_epoch_call_stops_where_one_epoch_calls_do(
+        backend, monkeypatch):
+    """A learning rate growing 1e3x per epoch overflows a few epochs in, inside the native
+    call that runs epochs 1..9 at once: fit redoes them one per call and stops at the same
+    step, with the same weights, as a fit driven epoch by epoch (a callback forces that)."""
+    import graphc.runtime.fit as fit_mod
+
+    monkeypatch.setattr(fit_mod, "CHUNK_SECONDS", 1e6)
+    X, Y = _data()
+    runs = []
+    for callbacks in (None, [lambda epoch, history: None]):
+        net = _net(backend, lr=gc.optim.ExponentialLR(0.1, 1e3))
+        hist = net.fit({"x": X, "y": Y}, epochs=10, batch_size=BS, shuffle=True, seed=4,
+                       progress=False, callbacks=callbacks)
+        runs.append((hist, net))
+    (h1, n1), (h2, n2) = runs
+    assert h1.stopped_early and h1.stop_reason == h2.stop_reason
+    assert 1 <= len(h1.epochs) < 10 and h1.epochs == h2.epochs and h1.loss == h2.loss
+    assert n1.step_count == n2.step_count and n1.epoch == n2.epoch
+    for k, v in n1.params.items():
+        assert np.isfinite(v).all(), k
+        np.testing.assert_array_equal(v, n2.params[k], err_msg=k)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc.runtime.fit import epoch_order
 
 from .helpers import BACKENDS, make_data, shared_net
 
@@ -41,14 +42,13 @@ def test_fit_with_a_fixed_seed_is_deterministic():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fit_equals_a_manual_step_loop(backend, shuffle):
     """50 samples in batches of 16: three full batches and a short one of 2, per epoch; the
-    shuffled order is NumPy's default_rng(seed + epoch).permutation, as documented."""
+    shuffled order is ``epoch_order(seed, epoch, n)``, as documented."""
     data = make_data(50, seed=3)
     fitted, manual = shared_net(backend), shared_net(backend)
     hist = fitted.fit(data, epochs=2, batch_size=16, shuffle=shuffle, seed=11, progress=False)
     expect_loss = []
     for epoch in range(2):
-        perm = (np.random.default_rng(11 + epoch).permutation(50) if shuffle
-                else np.arange(50))
+        perm = epoch_order(11, epoch, 50) if shuffle else np.arange(50)
         total, sizes = 0.0, []
         for start in range(0, 50, 16):
             idx = perm[start:start + 16]
@@ -62,6 +62,54 @@ def test_fit_equals_a_manual_step_loop(backend, shuffle):
     _arrays_equal(fitted.params, manual.params)
     _arrays_equal(fitted.state, manual.state)
     np.testing.assert_allclose(hist.loss, expect_loss, rtol=1e-12)
+
+
+@pytest.mark.parametrize("shuffle", [False, True], ids=["in_order", "shuffled"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_several_epochs_per_native_call_equal_one_at_a_time(backend, shuffle, monkeypatch):
+    """Without progress, validation or callbacks, fit runs one timing epoch and then the
+    rest in one call (CHUNK_SECONDS made huge here); every epoch's order, learning rate
+    (a schedule), loss and the final weights are bit-identical to six fit(epochs=1)."""
+    import graphc.runtime.fit as fit_mod
+    from graphc.runtime.program import Program
+
+    monkeypatch.setattr(fit_mod, "CHUNK_SECONDS", 1e6)
+    calls = []
+    run_epochs = Program.run_epochs
+
+    def counting(self, *a, **kw):
+        calls.append(a[5] if len(a) > 5 else kw.get("epochs", 1))
+        return run_epochs(self, *a, **kw)
+
+    monkeypatch.setattr(Program, "run_epochs", counting)
+    data = make_data(50, seed=3)
+    lr = gc.optim.ExponentialLR(0.05, 0.7)
+    chunked, single = shared_net(backend, lr=lr), shared_net(backend, lr=lr)
+    hist = chunked.fit(data, epochs=6, batch_size=16, shuffle=shuffle, seed=9, progress=False)
+    assert calls == [1, 5]
+    losses = []
+    for _ in range(6):
+        losses += single.fit(data, epochs=1, batch_size=16, shuffle=shuffle, seed=9,
+                             progress=False).loss
+    assert hist.loss == losses and hist.epochs == list(range(6))
+    assert chunked.epoch == single.epoch == 6 and chunked.step_count == single.step_count == 24
+    _arrays_equal(chunked.params, single.params)
+    _arrays_equal(chunked.state, single.state)
+
+
+def test_epoch_order_is_a_seeded_permutation():
+    a = epoch_order(5, 0, 1000)
+    assert sorted(a.tolist()) == list(range(1000))
+    np.testing.assert_array_equal(a, epoch_order(5, 0, 1000))
+    assert not np.array_equal(a, epoch_order(5, 1, 1000))
+    assert not np.array_equal(a, epoch_order(6, 0, 1000))
+    assert epoch_order(-1, 2**70, 3).size == 3  # any int seed/epoch, reduced mod 2**64
+    # Every order of 3 items about equally often (a Fisher-Yates off by one is not).
+    counts: dict = {}
+    for e in range(6000):
+        key = tuple(epoch_order(1, e, 3))
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 6 and min(counts.values()) > 850, counts
 
 
 def test_compiled_fit_matches_reference_fit():
