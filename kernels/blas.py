@@ -21,6 +21,18 @@ at the small and mid-sized GEMMs of MLP training it is 1.3-1.9x faster than Open
 on the machines here; otherwise SciPy's OpenBLAS.  ``GRAPHC_BLAS`` overrides the
 choice and ``BLAS`` names the library in use (see ``_register_blas_symbols``).
 
+Threads: MKL runs a GEMM on its OpenMP team when it judges it big enough.
+Inside a training step that is a loss for mid-sized GEMMs: on the 2-core
+Xeon, the MNIST-1D-sized step (40-100-100-10, batch 100, GEMMs of 1e5-1e6
+m*n*k) took 126 us on two threads and 99 us with ``MKL_NUM_THREADS=1``, although
+the same 100x100x100 GEMM timed alone in a loop is 1.35x faster on two threads
+(there its operands stay in both cores' caches).  From m*n*k = 4e6 up (the
+mnist and deep steps) two threads win (118 vs 174 us, 1.1 vs 1.3 ms).  So a
+GEMM in ``GEMM_ONE_THREAD_MNK`` is run with MKL's per-thread setting at one
+thread and the caller's setting restored after; below the band MKL uses one
+thread anyway, and the two calls would only cost.  The step went to 97 us;
+small, mnist, mnist_wide, deep and large were unchanged within noise.
+
 Row-major trick: a row-major (r, c) array is the column-major (c, r) array of
 its transpose.  So C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in
 column-major, i.e. ``xgemm(tb, ta, n, m, k, alpha, B, ldb, A, lda, beta, C, n)``
@@ -72,6 +84,8 @@ from numba.extending import intrinsic, overload
 # Loop kernel when m*n*k <= this (see the measurement above); TT never.
 GEMM_LOOPS_MAX_MNK = 64
 GEMM_LOOPS_MAX_MNK_NT = 512
+# MKL runs GEMMs in this size band on the calling thread alone (see ``_blas_gemm``).
+GEMM_ONE_THREAD_MNK = (1 << 18, 1 << 21)
 
 
 def _cython_blas():
@@ -156,7 +170,15 @@ def _register_blas_symbols() -> str:
         for name in ("sgemm", "dgemm"):
             llvm_binding.add_symbol("graphc_" + name, ctypes.cast(getattr(lib, name),
                                                                   ctypes.c_void_p).value)
+        llvm_binding.add_symbol("graphc_threads_local", ctypes.cast(
+            lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value)
+        global MKL_LIB
+        MKL_LIB = lib
         return version
+    # OpenBLAS has no per-call thread count (its setter is global and slow): the
+    # symbol gets a side-effect-free int(int), libc's abs, so the call is a no-op.
+    llvm_binding.add_symbol("graphc_threads_local",
+                            ctypes.cast(ctypes.CDLL(None).abs, ctypes.c_void_p).value)
     if want == "mkl":
         warnings.warn("GRAPHC_BLAS=mkl but MKL is not installed (pip install graphc[mkl]): "
                       "using SciPy's OpenBLAS", stacklevel=2)
@@ -173,6 +195,8 @@ def _register_blas_symbols() -> str:
     return "OpenBLAS (SciPy's cython_blas)"
 
 
+#: MKL's runtime library (ctypes) when the GEMMs call MKL, else None.
+MKL_LIB = None
 #: The BLAS every GEMM of the generated code calls (see ``_register_blas_symbols``).
 BLAS = _register_blas_symbols()
 
@@ -232,6 +256,21 @@ def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     return sig, codegen
 
 
+@intrinsic
+def _threads_local(typingctx, n):
+    """MKL's ``MKL_Set_Num_Threads_Local(n)`` (returns the previous value; 0 means the
+    global setting); a no-op on OpenBLAS (see ``_register_blas_symbols``)."""
+    sig = types.int32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        i32 = llvm_ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(i32, [i32]),
+                                            "graphc_threads_local")
+        return builder.call(fn, [args[0]])
+
+    return sig, codegen
+
+
 def _blas_gemm(transa, transb, alpha, A, B, beta, C, m, n, k):
     """NumPy stand-in, used only when NUMBA_DISABLE_JIT=1 (BLAS beta=0: C not read)."""
     opa = A.T if transa else A
@@ -248,7 +287,13 @@ def _blas_gemm_ol(transa, transb, alpha, A, B, beta, C, m, n, k):
     def impl(transa, transb, alpha, A, B, beta, C, m, n, k):
         ca = 84 if transa else 78  # ord("T"), ord("N")
         cb = 84 if transb else 78
-        _xgemm(cb, ca, n, m, k, alpha, B, B.shape[1], A, A.shape[1], beta, C, n)
+        mnk = m * n * k
+        if GEMM_ONE_THREAD_MNK[0] < mnk <= GEMM_ONE_THREAD_MNK[1]:
+            prev = _threads_local(np.int32(1))
+            _xgemm(cb, ca, n, m, k, alpha, B, B.shape[1], A, A.shape[1], beta, C, n)
+            _threads_local(prev)
+        else:
+            _xgemm(cb, ca, n, m, k, alpha, B, B.shape[1], A, A.shape[1], beta, C, n)
 
     return impl
 

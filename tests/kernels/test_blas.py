@@ -145,3 +145,24 @@ def test_default_blas_is_mkl_when_installed_and_survives_fork():
     except metadata.PackageNotFoundError:
         installed = False
     assert ("Math Kernel Library" if installed else "OpenBLAS") in _run_program("auto", "fork")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_in_the_one_thread_band_is_exact_and_restores_the_thread_count(dtype, rng):
+    """GEMMs of GEMM_ONE_THREAD_MNK run on the calling thread (MKL's per-thread setting,
+    a no-op on OpenBLAS); the caller's setting is put back after the call."""
+    from graphc.kernels import blas
+
+    lo, hi = blas.GEMM_ONE_THREAD_MNK
+    m = n = k = 100
+    assert lo < m * n * k <= hi
+    A, B = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    C = np.empty((m, n), dtype)
+    mkl = blas.MKL_LIB is not None
+    get = blas.MKL_LIB.MKL_Get_Max_Threads if mkl else None
+    before = get() if mkl else None
+    gemm(False, False, 1.0, A, B, 0.0, C)
+    np.testing.assert_allclose(C, A.astype(np.float64) @ B, rtol=1e-4 if dtype == np.float32
+                               else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    if mkl:
+        assert get() == before
