@@ -125,30 +125,38 @@ def fit_source(feeds: list[str], cache: bool) -> str:
     ``shuffle`` each epoch first writes its order into ``perm``
     (``K_gather.epoch_order`` of ``seed`` and ``epoch0 + e``); without, ``perm``
     is used as given.  Each minibatch is gathered by ``perm`` into the gather
-    buffers ``b_i``, ``train_step`` runs on it and its loss goes to ``losses``
-    (epoch-major).  When ``stop`` (fit's ``on_nan`` is not "continue") the loop
-    ends at the first non-finite loss; it returns how many steps ran.
+    buffers ``b_i`` -- or, when ``in_order`` (``perm`` is ``arange``), taken as a
+    view of the feeds' rows, which saves a copy (~8 us per mnist step) -- then
+    ``train_step`` runs on it and its loss goes to ``losses`` (epoch-major).
+    When ``stop`` (fit's ``on_nan`` is not "continue") the loop ends at the
+    first non-finite loss; it returns how many steps ran.
     """
     k = len(feeds)
     # (a training graph may have no feeds at all: a loss of the parameters alone)
     args = ", ".join(["arena", "ws", "bs", "lrs", "step0", "perm", "shuffle", "seed", "epoch0",
-                      "losses", "stop", *(f"f_{i}" for i in range(k)),
+                      "in_order", "losses", "stop", *(f"f_{i}" for i in range(k)),
                       *(f"b_{i}" for i in range(k))])
     lines = [_decorator(cache),
              f"def fit_loop({args}):",
              "    total = perm.size",
-             "    nb = (total + bs - 1) // bs",
-             "    for e in range(lrs.size):",
-             "        if shuffle:",
-             "            K_gather.epoch_order(perm, seed, epoch0 + np.uint64(e))",
-             "        for b in range(nb):",
-             "            start = b * bs",
-             "            m = min(bs, total - start)"]
+             "    nb = (total + bs - 1) // bs"]
+    lines += [f"    r_{i} = f_{i}.size // max(f_{i}.shape[0], 1)" for i in range(k)]
+    lines += ["    for e in range(lrs.size):",
+              "        if shuffle:",
+              "            K_gather.epoch_order(perm, seed, epoch0 + np.uint64(e))",
+              "        for b in range(nb):",
+              "            start = b * bs",
+              "            m = min(bs, total - start)",
+              "            s = e * nb + b",
+              "            if in_order:"]
+    rows = "".join(f", K_view.carve(f_{i}, start * r_{i}, (m,) + f_{i}.shape[1:])"
+                   for i in range(k))
+    lines.append(f"                loss = train_step(arena, ws, m, lrs[e], step0 + s + 1{rows})")
+    lines.append("            else:")
     for i in range(k):
-        lines.append(f"            K_gather.gather_rows(f_{i}, perm, start, m, b_{i})")
+        lines.append(f"                K_gather.gather_rows(f_{i}, perm, start, m, b_{i})")
     views = "".join(f", K_view.carve(b_{i}, 0, (m,) + b_{i}.shape[1:])" for i in range(k))
-    lines += ["            s = e * nb + b",
-              f"            loss = train_step(arena, ws, m, lrs[e], step0 + s + 1{views})",
+    lines += [f"                loss = train_step(arena, ws, m, lrs[e], step0 + s + 1{views})",
               "            losses[s] = loss",
               "            if stop and not np.isfinite(loss):",
               "                return s + 1",

@@ -191,12 +191,14 @@ class CompiledImpl:
 
     def fit_epochs(self, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int,
                    lrs: np.ndarray, step0: int, losses: np.ndarray, stop_on_nan: bool = True,
-                   shuffle: bool = False, seed: int = 0, epoch0: int = 0) -> int:
+                   shuffle: bool = False, seed: int = 0, epoch0: int = 0,
+                   in_order: bool = False) -> int:
         """Run every minibatch of ``lrs.size`` epochs natively; returns the number of
         steps taken (fewer when ``stop_on_nan`` and a loss was not finite).
 
         With ``shuffle`` each epoch's order is ``epoch_order(seed, epoch0 + e)``,
-        written into ``perm``; without, ``perm`` is the order of every epoch.
+        written into ``perm``; without, ``perm`` is the order of every epoch, and
+        ``in_order`` says it is ``arange(n)`` (minibatches are then views, not copies).
         """
         e = self.entries["train_step"]
         ws = e.workspace(bs, self.program.dtype)
@@ -211,8 +213,9 @@ class CompiledImpl:
             return self._fit_checked(e, feeds, perm, bs, lrs, step0, losses, stop_on_nan,
                                      shuffle, seed, epoch0)
         fn = self.module.fit_loop
+        in_order = in_order and not shuffle and perm.size == (srcs[0].shape[0] if srcs else 0)
         args = (arena, ws, bs, lrs, step0, perm, shuffle, np.uint64(seed % 2**64),
-                np.uint64(epoch0), losses, stop_on_nan, *srcs, *bufs)
+                np.uint64(epoch0), in_order, losses, stop_on_nan, *srcs, *bufs)
         if not self._has_run(fn):
             return int(self._first_call(fn, *args))
         return int(fn(*args))

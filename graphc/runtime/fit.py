@@ -29,12 +29,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from graphc.errors import FeedError, GraphError, NumericsError
+from graphc.kernels import elementwise as K_ew
 from graphc.kernels import gather as K_gather
 
 
 @dataclass
 class History:
-    """Per-epoch records of a ``fit`` run."""
+    """Per-epoch records of a ``fit`` run.
+
+    ``samples_per_s`` of epochs that ran in one native call together is their average.
+    """
 
     epochs: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
@@ -130,7 +134,8 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
             snapshot = program.arena.data.copy() if stop else None
             step0 = program.step_count
             t0 = time.perf_counter()
-            done = program.run_epochs(feeds, perm, batch_size, losses, stop, n_ep, shuffle, seed)
+            done = program.run_epochs(feeds, perm, batch_size, losses, stop, n_ep, shuffle, seed,
+                                      in_order=not shuffle)
             dt = time.perf_counter() - t0
             if stop and done and n_ep > 1 and not (np.isfinite(losses[done - 1])
                                                    and _finite(program)):
@@ -200,7 +205,8 @@ def fit(program, data, epochs: int = 1, batch_size: int = 32, validation=None,
 
 
 def _finite(program) -> bool:
-    return bool(np.isfinite(program.arena.data).all())
+    # The kernel: np.isfinite(...).all() builds a bool array as large as the arena.
+    return bool(K_ew.all_finite(program.arena.data))
 
 
 def _check_epoch(program, feeds, perm, bs: int, losses: np.ndarray, done: int, snapshot,

@@ -196,14 +196,15 @@ class Program:
 
     def run_epochs(self, feeds: dict[str, np.ndarray], perm: np.ndarray, batch_size: int,
                    losses: np.ndarray, stop_on_nan: bool = True, epochs: int = 1,
-                   shuffle: bool = False, seed: int = 0) -> int:
+                   shuffle: bool = False, seed: int = 0, in_order: bool = False) -> int:
         """``epochs`` passes over ``feeds`` in minibatches, from epoch ``self.epoch`` on
         (each at its scheduled learning rate); returns how many steps ran (up to and
         including the first non-finite loss when ``stop_on_nan``).
 
         The order is ``perm``, or with ``shuffle`` each epoch's ``epoch_order(seed,
-        epoch, n)`` (written into ``perm``).  ``losses`` gets every step's loss,
-        epoch-major.  ``self.epoch`` is left for the caller to advance.
+        epoch, n)`` (written into ``perm``); ``in_order`` promises ``perm`` is
+        ``arange(n)``.  ``losses`` gets every step's loss, epoch-major.
+        ``self.epoch`` is left for the caller to advance.
         """
         lrs = np.array([self.optimizer.lr_at(self.epoch + e) if self.optimizer else 0.0
                         for e in range(epochs)], dtype=np.float64)
@@ -212,7 +213,8 @@ class Program:
             if self._impl is not None:
                 try:
                     done = self._impl.fit_epochs(feeds, perm, batch_size, lrs, step0, losses,
-                                                 stop_on_nan, shuffle, seed, self.epoch)
+                                                 stop_on_nan, shuffle, seed, self.epoch,
+                                                 in_order)
                 except NumericsError as err:
                     self.step_count = step0 + getattr(err, "steps_done", 0)
                     raise
