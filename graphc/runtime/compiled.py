@@ -213,7 +213,11 @@ class CompiledImpl:
             return self._fit_checked(e, feeds, perm, bs, lrs, step0, losses, stop_on_nan,
                                      shuffle, seed, epoch0)
         fn = self.module.fit_loop
-        in_order = in_order and not shuffle and perm.size == (srcs[0].shape[0] if srcs else 0)
+        rows = srcs[0].shape[0] if srcs else 0
+        if shuffle and perm.size != rows:  # epoch_order writes range(perm.size): gathered rows
+            raise FeedError(f"fit: a shuffled epoch needs one order entry per example "
+                            f"({rows}), got {perm.size}")
+        in_order = in_order and not shuffle and perm.size == rows
         args = (arena, ws, bs, lrs, step0, perm, shuffle, np.uint64(seed % 2**64),
                 np.uint64(epoch0), in_order, losses, stop_on_nan, *srcs, *bufs)
         if not self._has_run(fn):
