@@ -16,6 +16,13 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+def _lerp(a, b, w, one_minus_w, small):
+    """torch's lerp(a, b, w) (see ``graphc.ops.update.lerp_``): its two formulas
+    differ where ``a`` is infinite.  ``small`` is ``|w| < 0.5``."""
+    return a + w * (b - a) if small else b - (b - a) * one_minus_w
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 def sgd(p, g, buf, lr, momentum, dampening, nesterov, wd, first):
     """torch.optim.SGD: d = g + wd*p; buf = d (first step) or momentum*buf + (1-dampening)*d;
     d = d + momentum*buf (nesterov) or buf; p -= lr*d.  buf may be size-0 if momentum == 0."""
@@ -49,6 +56,8 @@ def adam(p, g, m, v, lr, beta1, beta2, eps, wd, step, decoupled):
     step_size = like(p, lr / bc1)
     bc2_sqrt = like(p, np.sqrt(bc2))
     w1 = like(p, 1.0 - beta1)
+    w1c = like(p, 1.0 - (1.0 - beta1))
+    small1 = abs(1.0 - beta1) < 0.5
     b2 = like(p, beta2)
     w2 = like(p, 1.0 - beta2)
     eps_ = like(p, eps)
@@ -58,7 +67,7 @@ def adam(p, g, m, v, lr, beta1, beta2, eps, wd, step, decoupled):
     for i in range(p.size):
         pv = p[i] * shrink
         gv = g[i] + l2 * pv if has_l2 else g[i]
-        mv = m[i] + w1 * (gv - m[i])  # torch: exp_avg.lerp_(grad, 1 - beta1)
+        mv = _lerp(m[i], gv, w1, w1c, small1)  # torch: exp_avg.lerp_(grad, 1 - beta1)
         vv = b2 * v[i] + w2 * gv * gv
         m[i] = mv
         v[i] = vv
@@ -74,6 +83,8 @@ def rmsprop(p, g, sq, buf, gavg, lr, alpha, eps, momentum, centered, wd):
     eps_ = like(p, eps)
     mu = like(p, momentum)
     wd_ = like(p, wd)
+    wc = like(p, 1.0 - (1.0 - alpha))
+    small_w = abs(1.0 - alpha) < 0.5
     use_mom = momentum > 0
     l2 = wd != 0
     for i in range(p.size):
@@ -81,7 +92,7 @@ def rmsprop(p, g, sq, buf, gavg, lr, alpha, eps, momentum, centered, wd):
         s = al * sq[i] + w * gv * gv
         sq[i] = s
         if centered:
-            ga = gavg[i] + w * (gv - gavg[i])  # torch: grad_avg.lerp_(grad, 1 - alpha)
+            ga = _lerp(gavg[i], gv, w, wc, small_w)  # torch: grad_avg.lerp_(grad, 1 - alpha)
             gavg[i] = ga
             avg = np.sqrt(s - ga * ga) + eps_
         else:

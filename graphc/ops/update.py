@@ -31,6 +31,18 @@ def state_slots(attrs: dict) -> list[str]:
     raise ValueError(f"unknown optimizer {opt!r}")
 
 
+def lerp_(a: np.ndarray, b: np.ndarray, w) -> None:
+    """``a.lerp_(b, w)`` as PyTorch computes it: ``a + w*(b - a)`` for ``|w| < 0.5``, else
+    ``b - (b - a)*(1 - w)``.  The forms differ where ``a`` is infinite: an Adam or
+    centered-RMSprop average that became inf turns NaN at the next finite gradient
+    (inf - inf) with the first form, and stays inf with the second; so do we."""
+    t = a.dtype.type
+    if abs(w) < 0.5:
+        a += t(w) * (b - a)
+    else:
+        a[...] = b - (b - a) * (t(1) - t(w))
+
+
 def reference_update(p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray], attrs: dict,
                      lr: float, step: int) -> None:
     """Apply one update in place (``step`` is 1-based, after increment)."""
@@ -55,8 +67,7 @@ def reference_update(p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray],
     elif attrs["opt"] == "adam":
         b1, b2, eps = t(attrs["beta1"]), t(attrs["beta2"]), t(attrs["eps"])
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (t(1) - b1) * g
+        lerp_(m, g, t(1) - b1)
         v *= b2
         v += (t(1) - b2) * g * g
         bc1 = t(1) - b1 ** step
@@ -70,8 +81,7 @@ def reference_update(p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray],
         sq += (t(1) - alpha) * g * g
         if attrs["centered"]:
             ga = state["grad_avg"]
-            ga *= alpha
-            ga += (t(1) - alpha) * g
+            lerp_(ga, g, t(1) - alpha)
             avg = np.sqrt(sq - ga * ga) + eps
         else:
             avg = np.sqrt(sq) + eps

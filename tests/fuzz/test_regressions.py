@@ -11,6 +11,7 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -150,3 +151,77 @@ def test_float64_cancellation_is_judged_by_the_feed_jitter():
     want = observe(c, "reference")
     allowance = conditioning(c, want, 1e-10, ["gradient of l0/alpha"])["gradient of l0/alpha"]
     assert 0 < float(allowance.max()) < 1e-8, allowance
+
+
+def test_centered_rmsprop_average_follows_torch_lerp_at_inf():
+    """Campaign seed 8006, cases 54-55: after an inf feature, centered RMSprop's grad_avg
+    was NaN in the kernel (torch's ``grad_avg.lerp_(grad, 1 - alpha)``: inf + w*(g - inf))
+    and inf in the reference (``alpha*ga + (1-alpha)*g``).  Both now compute lerp as
+    PyTorch does, with its two formulas (and so does Adam's exp_avg)."""
+    c = case('''
+        def model():
+            x = gc.input("x", (None, 8))
+            h0 = gc.dense(x, 8, activation="linear", name="l0", init="glorot_uniform")
+            y = gc.input("y", (None, 8))
+            loss = gc.binary_cross_entropy(h0, y)
+            return {"loss": loss, "out": h0}
+        ''', '''
+        def feeds(rng, n):
+            x = rng.standard_normal((n, 8)) * 1.0
+            x[n // 2:n // 2 + 1, 2] = -np.inf
+            return {"x": x.astype('float64'),
+                    "y": ((rng.random((n, 8)) < 0.5) * 1.0).astype('float64')}
+        ''', batches=(2, 5, 0), seed=2379,
+        optimizer="gc.optim.RMSprop(lr=0.001, momentum=0.5, centered=True)")
+    check_case(c)
+
+
+@pytest.mark.parametrize("opt", ["adam b1=0.9", "adam b1=0.3", "adam b1=0.0",
+                                 "rmsprop alpha=0.99", "rmsprop alpha=0.4"])
+def test_moving_averages_match_torch_at_non_finite_gradients(opt):
+    """Kernel, NumPy reference and torch.optim agree, NaN and inf positions included,
+    when an inf gradient is followed by finite ones (both of lerp's formulas)."""
+    torch = pytest.importorskip("torch")
+    from graphc.kernels import optim as K
+
+    from graphc.ops.update import Update, reference_update
+
+    kind, value = opt.split()
+    coef = float(value.split("=")[1])
+    grads = [np.array([np.inf, -np.inf, 1.0, 0.5]), np.array([1.0, 2.0, np.inf, -1.0]),
+             np.array([0.5, 0.5, 0.5, 0.5])]
+    p0 = np.array([0.1, -0.2, 0.3, 0.4])
+    tp = torch.nn.Parameter(torch.tensor(p0))
+    if kind == "adam":
+        attrs = dict(Update.defaults, opt="adam", beta1=coef, beta2=0.99, eps=1e-8)
+        topt = torch.optim.Adam([tp], lr=0.01, betas=(coef, 0.99), eps=1e-8)
+        names, tnames = ["exp_avg", "exp_avg_sq"], ["exp_avg", "exp_avg_sq"]
+    else:
+        attrs = dict(Update.defaults, opt="rmsprop", alpha=coef, eps=1e-8, momentum=0.5,
+                     centered=True)
+        topt = torch.optim.RMSprop([tp], lr=0.01, alpha=coef, eps=1e-8, momentum=0.5,
+                                   centered=True)
+        names, tnames = ["square_avg", "momentum", "grad_avg"], \
+            ["square_avg", "momentum_buffer", "grad_avg"]
+    pr, pk = p0.copy(), p0.copy()
+    sr = {n: np.zeros(4) for n in names}
+    sk = {n: np.zeros(4) for n in names}
+    with np.errstate(all="ignore"):
+        for step, g in enumerate(grads, 1):
+            tp.grad = torch.tensor(g)
+            topt.step()
+            reference_update(pr, g, sr, attrs, 0.01, step)
+            if kind == "adam":
+                K.adam(pk, g, sk["exp_avg"], sk["exp_avg_sq"], 0.01, coef, 0.99, 1e-8, 0.0,
+                       step, False)
+            else:
+                K.rmsprop(pk, g, sk["square_avg"], sk["momentum"], sk["grad_avg"], 0.01, coef,
+                          1e-8, 0.5, True, 0.0)
+            want = {n: topt.state[tp][t].numpy() for n, t in zip(names, tnames, strict=True)}
+            for n in names:
+                np.testing.assert_allclose(sr[n], want[n], rtol=1e-12, atol=1e-15,
+                                           err_msg=f"reference {n}")
+                np.testing.assert_allclose(sk[n], want[n], rtol=1e-12, atol=1e-15,
+                                           err_msg=f"kernel {n}")
+            np.testing.assert_allclose(pr, tp.detach().numpy(), rtol=1e-12)
+            np.testing.assert_allclose(pk, tp.detach().numpy(), rtol=1e-12)
