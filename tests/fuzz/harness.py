@@ -80,13 +80,21 @@ def observe(case: Case, backend: str, perturb: tuple[tuple[int, ...], float] | N
     max|a|)`` -- the edge of their tolerance -- to measure how far the rest
     of the training carries an allowed error.  ``init``: start the training
     from these parameters instead of the seed's.  ``jitter=(seed, rtol)``: multiply
-    every float feed entry by ``1 +- rtol`` (random signs from ``seed``).
+    every float feed entry by ``1 +- rtol``, and every value the reference computes by
+    ``1 +- NOISE_ULPS * eps`` (random signs from ``seed``; see :func:`conditioning`).
     """
     ns = load(case)
     rng = np.random.default_rng(case.seed)
     batches = [ns["feeds"](rng, n) for n in case.batches]
     if jitter is not None:
         batches = _jittered(batches, *jitter)
+        with _rounding_noise(jitter[0]):
+            return _observe(case, backend, perturb, init, batches)
+    return _observe(case, backend, perturb, init, batches)
+
+
+def _observe(case: Case, backend: str, perturb, init, batches) -> dict[str, object]:
+    ns = load(case)
     res: dict[str, object] = {}
     m = ns["model"]()
     loss = m.pop("loss")
@@ -196,13 +204,45 @@ def _jittered(batches: list[dict], seed: int, rtol: float) -> list[dict]:
     return out
 
 
+NOISE_ULPS = 4
+
+
+@contextlib.contextmanager
+def _rounding_noise(seed: int):
+    """Every float value the reference interpreter computes, multiplied by ``1 +-
+    NOISE_ULPS * eps`` (random signs): each op's result as another correct rounding
+    of it might be.  That shows how much a value depends on the rounding of one
+    intermediate, e.g. tanh' = 1 - y*y at a saturated y, where one ulp of y moves
+    the derivative by percents (campaign seed 9003, case 86)."""
+    import graphc.runtime.reference as reference
+    from graphc.ir.node import FLOAT
+
+    original = reference._cast
+    rng = np.random.default_rng([seed, 1])
+
+    def noisy(out, kind, fdt):
+        v = original(out, kind, fdt)
+        if kind == FLOAT and v.dtype.kind == "f" and v.size:
+            e = np.finfo(v.dtype).eps * NOISE_ULPS
+            v = v * (1 + rng.choice(np.array([-e, e], dtype=v.dtype), size=v.shape))
+        return v
+
+    reference._cast = noisy
+    try:
+        yield
+    finally:
+        reference._cast = original
+
+
 def conditioning(case: Case, want: dict, rtol: float, keys) -> dict[str, np.ndarray]:
     """Per observation in ``keys``: how far the reference moves when every float feed
-    entry is moved by a relative ``rtol`` with random signs (two sign draws).
+    entry is moved by a relative ``rtol``, and every value it computes by a few ulps,
+    with random signs (two draws).
 
-    Both backends are backward stable: each result is the exact answer for inputs
-    perturbed by about the rounding of the terms it sums, so two correct results can
-    differ by this much, whatever the value's own size (a sum that cancels to ~0).
+    Each backend's result is the exact answer for inputs perturbed by about the
+    rounding of the terms it sums, and each op's result is one of the roundings of
+    the exact one, so two correct results can differ by this much, whatever the
+    value's own size (a sum that cancels to ~0, a derivative 1 - y*y at y ~ 1).
     """
     out: dict[str, np.ndarray] = {}
     for draw in range(2):
