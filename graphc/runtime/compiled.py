@@ -27,7 +27,7 @@ from graphc.ir.graph import Graph
 from graphc.ir.node import INT, NONE, TUPLE
 from graphc.ops.update import state_slots
 from graphc.runtime.feeds import check_allocation, gib
-from graphc.runtime.fit import epoch_order
+from graphc.runtime.fit import drive_epochs
 
 
 def _optimize(graph: Graph, verify: bool, guard: bool):
@@ -228,23 +228,15 @@ class CompiledImpl:
                      seed, epoch0) -> int:
         """``fit_epochs`` in numerics mode, which needs the status word after every
         step: the same steps, driven from Python."""
-        total = perm.size
-        nb = (total + bs - 1) // bs
-        for ep in range(lrs.size):
-            if shuffle:
-                perm[:] = epoch_order(seed, epoch0 + ep, total)
-            for b in range(nb):
-                s = ep * nb + b
-                idx = perm[b * bs:(b + 1) * bs]
-                batch = {f: feeds[f][idx] for f in e.feeds}
-                try:
-                    losses[s] = self._call(e, batch, idx.size, float(lrs[ep]), step0 + s + 1)
-                except NumericsError as err:
-                    err.steps_done = s  # the failing step was undone; s steps stand
-                    raise
-                if stop_on_nan and not np.isfinite(losses[s]):
-                    return s + 1
-        return lrs.size * nb
+        def step(batch, n, lr, s):
+            try:
+                return self._call(e, batch, n, lr, step0 + s + 1)
+            except NumericsError as err:
+                err.steps_done = s  # the failing step was undone; s steps stand
+                raise
+
+        return drive_epochs(step, {f: feeds[f] for f in e.feeds}, perm, bs, lrs, losses,
+                            stop_on_nan, shuffle, seed, epoch0)
 
     def _has_run(self, fn) -> bool:
         """Whether ``fn`` has compiled code.  Numba's ``signatures`` builds a list and

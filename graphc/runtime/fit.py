@@ -74,6 +74,26 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return out
 
 
+def drive_epochs(step: Callable, feeds: dict[str, np.ndarray], perm: np.ndarray, bs: int,
+                 lrs: np.ndarray, losses: np.ndarray, stop_on_nan: bool, shuffle: bool,
+                 seed: int, epoch0: int) -> int:
+    """The compiled ``fit_loop``, driven from Python (the reference backend, numerics
+    mode): ``step(batch, n, lr, s)`` runs the call's 0-based step ``s`` on a batch of
+    ``n`` rows and returns its loss.  Returns how many steps ran."""
+    total = perm.size
+    nb = -(-total // bs)
+    for ep in range(lrs.size):
+        if shuffle:
+            perm[:] = epoch_order(seed, epoch0 + ep, total)
+        for b in range(nb):
+            s = ep * nb + b
+            idx = perm[b * bs:(b + 1) * bs]
+            losses[s] = step({k: v[idx] for k, v in feeds.items()}, idx.size, float(lrs[ep]), s)
+            if stop_on_nan and not np.isfinite(losses[s]):
+                return s + 1
+    return lrs.size * nb
+
+
 # A native call runs several epochs when nothing needs Python between them; it is sized
 # to take about this long, so Ctrl-C (which native code cannot see) is felt soon.
 CHUNK_SECONDS = 0.25

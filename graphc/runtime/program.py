@@ -155,8 +155,10 @@ class Program:
         with self._lock:
             return {n: v.copy() for n, v in self.arena.views.items() if n not in self.param_names}
 
-    def lr(self) -> float:
-        return self.optimizer.lr_at(self.epoch) if self.optimizer else 0.0
+    def lr(self, epoch: int | None = None) -> float:
+        """The learning rate of ``epoch`` (default: the current one)."""
+        epoch = self.epoch if epoch is None else epoch
+        return self.optimizer.lr_at(epoch) if self.optimizer else 0.0
 
     # --- execution ------------------------------------------------------------------
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -206,8 +208,7 @@ class Program:
         ``arange(n)``.  ``losses`` gets every step's loss, epoch-major.
         ``self.epoch`` is left for the caller to advance.
         """
-        lrs = np.array([self.optimizer.lr_at(self.epoch + e) if self.optimizer else 0.0
-                        for e in range(epochs)], dtype=np.float64)
+        lrs = np.array([self.lr(self.epoch + e) for e in range(epochs)], dtype=np.float64)
         with self._lock:
             step0 = self.step_count
             if self._impl is not None:
@@ -220,21 +221,14 @@ class Program:
                     raise
                 self.step_count = step0 + done
                 return done
-            from graphc.runtime.fit import epoch_order
+            from graphc.runtime.fit import drive_epochs
 
-            done = 0
-            for e, lr in enumerate(lrs):
-                if shuffle:
-                    perm[:] = epoch_order(seed, self.epoch + e, perm.size)
-                for start in range(0, perm.size, batch_size):
-                    idx = perm[start:start + batch_size]
-                    self.step_count += 1
-                    losses[done] = self._reference_step({k: v[idx] for k, v in feeds.items()},
-                                                        float(lr))
-                    done += 1
-                    if stop_on_nan and not np.isfinite(losses[done - 1]):
-                        return done
-            return done
+            def step(batch, n, lr, s):
+                self.step_count = step0 + s + 1
+                return self._reference_step(batch, lr)
+
+            return drive_epochs(step, feeds, perm, batch_size, lrs, losses, stop_on_nan,
+                                shuffle, seed, self.epoch)
 
     def fit(self, data, epochs: int = 1, batch_size: int = 32, validation=None,
             shuffle: bool = True, seed: int | None = None, patience: int | None = None,

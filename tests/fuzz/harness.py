@@ -175,19 +175,24 @@ def spread(case: Case, want: dict, rtol: float) -> dict[str, np.ndarray]:
     sit at the edge of their tolerance (all four sign patterns over the two steps)."""
     out: dict[str, np.ndarray] = {}
     steps = len(case.batches) - 1
+    later = [k for k in want if after_an_update(k)]
     for signs in itertools.product((1, -1), repeat=steps):
-        obs = observe(case, "reference", perturb=(signs, rtol))
-        for key, b in want.items():
-            a = obs.get(key)
-            if not after_an_update(key) or isinstance(a, Raised) or isinstance(b, Raised) \
-                    or a is None:
-                continue
-            a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-            if a.shape != b.shape:
-                continue
-            d = np.where(np.isfinite(a) & np.isfinite(b), np.abs(a - b), 0.0)
-            out[key] = np.maximum(out[key], d) if key in out else d
+        _widen(out, observe(case, "reference", perturb=(signs, rtol)), want, later)
     return out
+
+
+def _widen(out: dict[str, np.ndarray], obs: dict, want: dict, keys) -> None:
+    """``out[key]``: the largest elementwise distance so far between a perturbed
+    reference run ``obs`` and ``want``, over the finite entries of both."""
+    for key in keys:
+        a, b = obs.get(key), want.get(key)
+        if a is None or isinstance(a, Raised) or isinstance(b, Raised):
+            continue
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            continue
+        d = np.where(np.isfinite(a) & np.isfinite(b), np.abs(a - b), 0.0)
+        out[key] = np.maximum(out[key], d) if key in out else d
 
 
 def _jittered(batches: list[dict], seed: int, rtol: float) -> list[dict]:
@@ -246,16 +251,7 @@ def conditioning(case: Case, want: dict, rtol: float, keys) -> dict[str, np.ndar
     """
     out: dict[str, np.ndarray] = {}
     for draw in range(2):
-        obs = observe(case, "reference", jitter=(draw, rtol))
-        for key in keys:
-            a, b = obs.get(key), want.get(key)
-            if a is None or isinstance(a, Raised) or isinstance(b, Raised):
-                continue
-            a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-            if a.shape != b.shape:
-                continue
-            d = np.where(np.isfinite(a) & np.isfinite(b), np.abs(a - b), 0.0)
-            out[key] = np.maximum(out[key], d) if key in out else d
+        _widen(out, observe(case, "reference", jitter=(draw, rtol)), want, keys)
     return out
 
 
