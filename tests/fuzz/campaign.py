@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--log", default="fuzz-campaign.log")
+    ap.add_argument("--distinct", action=argparse.BooleanOptionalAction, default=True,
+                    help="no two cases of a round share a network (default); --no-distinct "
+                         "lets hypothesis repeat a network with other feeds, as the "
+                         "campaigns logged before seed 12000 did (their --replay needs it)")
     ap.add_argument("--replay", metavar="SEED:N:I",
                     help="rerun case I of the N drawn with SEED (as in the log) and print it")
     args = ap.parse_args(argv)
@@ -39,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ.setdefault("GRAPHC_CACHE_DIR", tempfile.mkdtemp(prefix="graphc-fuzz-cache-"))
         seed, n, i = (int(v) for v in args.replay.split(":"))
-        case = draw_cases(n, seed)[i]
+        case = draw_cases(n, seed, args.distinct)[i]
         print(case.snippet())
         check_case(case)
         print("no difference")
@@ -55,12 +59,14 @@ def main(argv: list[str] | None = None) -> int:
             log.write(line + "\n")
             log.flush()
 
-        say(f"campaign: {args.cases} cases, rounds of {args.round}, seeds from {args.seed}")
+        flag = "" if args.distinct else " --no-distinct"
+        say(f"campaign: {args.cases} cases, rounds of {args.round}, seeds from {args.seed}, "
+            + ("a new network every case" if args.distinct else "networks may repeat"))
         r = 0
         while done < args.cases:
             seed = args.seed + r
             n = min(args.round, args.cases - done)
-            todo = draw_cases(n, seed)
+            todo = draw_cases(n, seed, args.distinct)
             os.environ["GRAPHC_FUZZ_SEED"] = str(seed)  # named in the failure reports
             # Never the user's ~/.cache: a private compile cache per round (~1 MB a case).
             cache = tempfile.mkdtemp(prefix="graphc-fuzz-cache-")
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             cpu += sum(res.case_cpu)
             failed += len(res.failures)
             first, *rest = res.summary().splitlines()
-            say(f"round {r} (GRAPHC_FUZZ_SEED={seed}, --replay {seed}:{n}:I): {first}; "
+            say(f"round {r} (GRAPHC_FUZZ_SEED={seed}, --replay {seed}:{n}:I{flag}): {first}; "
                 f"total {done} cases, {graphs} networks, {failed} failures, {cpu:.0f} CPU s")
             log.write("\n".join(rest) + "\n")
             for f in res.failures:
