@@ -28,7 +28,7 @@ from graphc.ir.graph import Graph
 from graphc.ir.printer import to_text
 
 from .strategies import Case
-from .tolerances import TRUTH_FACTOR, mismatch, rtol_for, used
+from .tolerances import CONDITIONING_DRAWS, NOISE_ULPS, TRUTH_FACTOR, mismatch, rtol_for, used
 
 BACKENDS = ("compiled", "reference")
 
@@ -209,9 +209,6 @@ def _jittered(batches: list[dict], seed: int, rtol: float) -> list[dict]:
     return out
 
 
-NOISE_ULPS = 4
-
-
 @contextlib.contextmanager
 def _rounding_noise(seed: int):
     """Every float value the reference interpreter computes, multiplied by ``1 +-
@@ -242,7 +239,7 @@ def _rounding_noise(seed: int):
 def conditioning(case: Case, want: dict, rtol: float, keys) -> dict[str, np.ndarray]:
     """Per observation in ``keys``: how far the reference moves when every float feed
     entry is moved by a relative ``rtol``, and every value it computes by a few ulps,
-    with random signs (two draws).
+    with random signs (``CONDITIONING_DRAWS`` draws).
 
     Each backend's result is the exact answer for inputs perturbed by about the
     rounding of the terms it sums, and each op's result is one of the roundings of
@@ -250,7 +247,7 @@ def conditioning(case: Case, want: dict, rtol: float, keys) -> dict[str, np.ndar
     value's own size (a sum that cancels to ~0, a derivative 1 - y*y at y ~ 1).
     """
     out: dict[str, np.ndarray] = {}
-    for draw in range(2):
+    for draw in range(CONDITIONING_DRAWS):
         _widen(out, observe(case, "reference", jitter=(draw, rtol)), want, keys)
     return out
 

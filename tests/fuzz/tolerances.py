@@ -36,22 +36,21 @@ rtol:
   ~15x the per-layer estimate, and the ``1 +`` covers the loss and the
   optimizer update, which every graph has.
 
-Values before any update (the loss, the gradients, ``run``) that miss this
-bound get one allowance, measured like the one below: the reference is re-run
-with every float feed entry multiplied by ``1 +- rtol``, and every value it
-computes multiplied by ``1 +- 4 eps`` (random signs, two draws), and each value
-may differ by ``UPDATE_SPREAD_FACTOR`` times the largest distance the reference
-moved.  Both backends are backward stable -- each result is the exact answer
-for inputs perturbed by about the rounding of the terms it sums, and each op's
-result one of the roundings of the exact one -- so this measures how far two
-correct results can lie apart where the ``scale`` above cannot: a sum that
-cancels to ~0 in an array with no larger entry (campaign seed 5003, case 27: a
-one-entry PReLU slope gradient of 1e-18 whose terms are ~1e-1), or a value
-computed from a rounded intermediate that it amplifies (seed 9003, case 86:
-tanh' = 1 - y*y at y = 1 - 80 ulps moves ~1% per ulp of y, and every layer-0
-gradient, all ~1e-20, came out 1.2% apart).  A well-conditioned value moves by
-about rtol * |value|, so the allowance adds about one tolerance, far below a
-wrong formula.
+Values before any update (the loss, the gradients, ``run``) that miss this bound get
+one allowance, measured like the one below: the reference is re-run with every float
+feed entry multiplied by ``1 +- rtol``, and every value it computes multiplied by
+``1 +- NOISE_ULPS * eps`` (4; random signs, ``CONDITIONING_DRAWS`` = 2 draws), and
+each value may differ by ``UPDATE_SPREAD_FACTOR`` times the largest distance the
+reference moved. Both backends are backward stable -- each result is the exact
+answer for inputs perturbed by about the rounding of the terms it sums, and each
+op's result one of the roundings of the exact one -- so this measures how far two
+correct results can lie apart where the ``scale`` above cannot: a sum that cancels
+to ~0 in an array with no larger entry (campaign seed 5003, case 27: a one-entry
+PReLU slope gradient of 1e-18 whose terms are ~1e-1), or a value computed from a
+rounded intermediate that it amplifies (seed 9003, case 86: tanh' = 1 - y*y at
+y = 1 - 80 ulps moves ~1% per ulp of y, and every layer-0 gradient, all ~1e-20, came
+out 1.2% apart). A well-conditioned value moves by about rtol * |value|, so the
+allowance adds about one tolerance, far below a wrong formula.
 
 After an optimizer step (the second step's loss, the parameters, the
 optimizer state, ``run`` after the steps) one more term is added, because
@@ -110,6 +109,8 @@ F64_RTOL = 1e-10
 F32_RTOL = 1e-5
 UPDATE_SPREAD_FACTOR = 2.0
 TRUTH_FACTOR = 2.0
+NOISE_ULPS = 4
+CONDITIONING_DRAWS = 2
 
 
 def rtol_for(dtype: str, depth: int) -> float:
