@@ -13,6 +13,9 @@
   writes nothing there.
 * Eight processes compiling the same graph into one empty directory at the same
   moment all succeed, agree bit for bit, and leave one complete module.
+* The key covers the generated source and every version the machine code depends
+  on (graphc, numba, llvmlite, the CPU's name and features, the kernels' sources):
+  changing any one gives the same graph a new module file.
 
 Every test uses its own directory (``tmp_path``), never ``~/.cache``.
 """
@@ -272,3 +275,45 @@ def test_eight_processes_compile_into_one_empty_directory(tmp_path):
     late = child(d)
     same_result(results[0], late)
     assert late["hits"] == 1 and late["misses"] == 0 and late["warnings"] == []
+
+
+@pytest.mark.parametrize("part", ["graphc", "numba", "llvmlite", "cpu name", "cpu features",
+                                  "kernel sources"])
+def test_every_version_the_machine_code_depends_on_is_in_the_key(tmp_path, monkeypatch, part):
+    """A module cached under one numba/llvmlite/CPU/kernel version is never served to
+    another: each enters the key, so the same graph gets a new module file (compiled
+    afresh at its first call) instead of the old one's machine code."""
+    import graphc.kernels
+    import llvmlite
+    import llvmlite.binding as llvm
+    import numba
+
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    before = small_function(5).program._impl
+    other = {
+        "graphc": (gc, "__version__", "0.0.0+other"),
+        "numba": (numba, "__version__", "0.0.0+other"),
+        "llvmlite": (llvmlite, "__version__", "0.0.0+other"),
+        "cpu name": (llvm, "get_host_cpu_name", lambda: "other-cpu"),
+        "cpu features": (llvm, "get_host_cpu_features",
+                         lambda: type("F", (), {"flatten": lambda self: "+other"})()),
+        "kernel sources": (graphc.kernels, "SOURCE_HASH", "0" * 64),
+    }[part]
+    monkeypatch.setattr(*other)
+    after = small_function(5).program._impl
+    assert after.key != before.key
+    if part != "graphc":  # the version is also printed in the module's header
+        assert after.source == before.source
+    # (``before`` may be an earlier test's module: same key, already imported.)
+    assert after.on_disk and after.path == tmp_path / f"g_{after.key}.py"
+    assert after.path.read_text(encoding="utf-8") == after.source
+
+
+def test_the_key_covers_the_generated_source(tmp_path, monkeypatch):
+    """A change of the generated code (here: numerics checks on) is a new key."""
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    x = gc.input("x", (None, 3))
+    y = gc.dense(x, 5, activation="tanh", name="fc")
+    plain = gc.function([x], [y], dtype="float64").program._impl
+    checked = gc.function([x], [y], dtype="float64", check_numerics=True).program._impl
+    assert plain.source != checked.source and plain.key != checked.key
