@@ -424,7 +424,9 @@ def test_zip_bomb_refused_with_bounded_memory(tmp_path: Path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 16 << 20, peak
+    # RELIABILITY.md promises the model plus 1 MiB; the model here is a few bytes
+    # (measured: 0.13 MiB, against the 1 GiB the member would inflate to).
+    assert peak < 1 << 20, peak
 
 
 def test_lying_bomb_read_is_bounded(tmp_path: Path) -> None:
@@ -436,7 +438,8 @@ def test_lying_bomb_read_is_bounded(tmp_path: Path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak < 4 << 20, peak  # far below the 16 MiB the member inflates to
+    # The model plus 1 MiB, far below the 16 MiB the member inflates to (measured 0.08 MiB).
+    assert peak < 1 << 20, peak
 
 
 # ------------------------------------------------------------------ crash safety
