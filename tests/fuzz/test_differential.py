@@ -29,7 +29,7 @@ from hypothesis import seed as hypothesis_seed
 
 from .harness import check_case
 from .runner import draw_cases, fuzz_settings, jobs, run_cases
-from .strategies import cases
+from .strategies import ACTS, DEPTHS, HIDDEN_EXTRA, LOSSES, OPTIMIZERS, cases
 
 N = int(os.environ.get("GRAPHC_FUZZ_N", "200"))
 SEED = int(os.environ["GRAPHC_FUZZ_SEED"]) if os.environ.get("GRAPHC_FUZZ_SEED") else None
@@ -51,6 +51,21 @@ def test_compiled_matches_reference():
         raise AssertionError(f"{len(res.failures)} of {res.cases} fuzz cases disagree\n\n"
                              + "\n\n".join(res.failures[:SHOWN])
                              + (f"\n\n... and {more} more" if more > 0 else ""))
+
+
+def test_the_drawn_cases_cover_the_strategy():
+    """What CI runs (the same draw as above, at least 200 cases) includes every
+    activation, loss, optimizer, dtype and depth, batch sizes 0 and 1, skip
+    connections, tied weights, exposed hidden values and non-finite features: a
+    strategy change that stops drawing one of them fails here, not silently."""
+    tags = {t.split("(")[0] for c in draw_cases(max(N, 200), SEED, distinct_networks=True)
+            for t in c.tags}
+    want = {*(f"act:{a}" for a in (*ACTS, *HIDDEN_EXTRA)), *(f"loss:{k}" for k in LOSSES),
+            *(f"opt:{o}" for o in OPTIMIZERS), *(f"depth:{d}" for d in set(DEPTHS)),
+            "float32", "float64", "batch:0", "batch:1", "skip:pre", "skip:post", "tied",
+            "expose:hidden", "feed:np.nan", "feed:np.inf", "feed:-np.inf",
+            "train:weight_decay", "train:clip_norm"}
+    assert want <= tags, sorted(want - tags)
 
 
 def _serial():
