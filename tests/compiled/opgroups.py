@@ -17,7 +17,10 @@ scalars, weight matrices ``(C, 3)``) follow; labels are drawn from
 ``[0, width)``.
 
 :func:`warm` compiles one group; ``test_ops_compiled`` runs it in worker
-processes first (see ``warm.py``).
+processes first (see ``warm.py``).  :func:`program` builds each configuration
+once per process, so ``test_gradients_compiled`` (finite differences through the
+float64 width-7 groups) and ``test_ops_compiled`` share those programs, and
+whichever module runs second has nothing of them left to prewarm.
 """
 
 from __future__ import annotations
@@ -114,11 +117,13 @@ class Group:
         self.inputs = inputs
         self.fn = gc.function(inputs, outputs, dtype=dtype, backend=backend)
 
-    def sample(self, batch: int, seed: int = 0) -> tuple[dict, dict]:
-        """Feeds and parameters (prefixed names) for every member."""
+    def sample(self, batch: int, seed: int = 0, fd_safe: bool = False) -> tuple[dict, dict]:
+        """Feeds and parameters (prefixed names) for every member; with ``fd_safe``
+        away from every member's kinks (see ``OpSpec.sample``)."""
         feeds, params = {}, {}
         for m in self.members:
-            f, p = m.spec.sample(batch, self.dtype, seed, param_shapes=m.param_shapes)
+            f, p = m.spec.sample(batch, self.dtype, seed, fd_safe=fd_safe,
+                                 param_shapes=m.param_shapes)
             rng = np.random.default_rng([seed, batch, 99])
             shape = tuple(batch if d is None else d for d in m.out.shape)
             f[PROJ] = np.asarray(rng.standard_normal(shape) if m.proj is not None else SCALAR_PROJ,
@@ -135,7 +140,24 @@ class Group:
         return dict(zip(self.keys, outs, strict=True))
 
 
-# --- warming the cache in parallel ---------------------------------------------------------
+# --- one program per configuration and process; warming the cache in parallel ----------------
+
+_PROGRAMS: dict[tuple, Group] = {}
+
+
+def program(dtype: str, width: int, gi: int, grad: bool, backend: str) -> Group:
+    """Group ``gi`` of :func:`groups`, built once per process: the test modules that use
+    the same configuration (``test_ops_compiled``, ``test_gradients_compiled``) share it."""
+    key = (dtype, width, gi, grad, backend)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = Group(groups()[gi], width, dtype, backend, grad)
+    return _PROGRAMS[key]
+
+
+def built(dtype: str, width: int, gi: int, grad: bool, backend: str = "compiled") -> bool:
+    """Whether this process has the program already (then there is nothing to prewarm)."""
+    return (dtype, width, gi, grad, backend) in _PROGRAMS
+
 
 def warm(dtype: str, width: int, gi: int, grad: bool) -> None:
     """Compile one group (``prewarm`` job) and run it once, filling the cache."""

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from op_specs import SPECS
 
-from .opgroups import Group, groups
+from .opgroups import built, groups, program
 from .warm import prewarm, selected
 
 CONFIGS = [("float64", 7), ("float32", 13), ("float64", 1), ("float32", 1)]
@@ -50,17 +50,13 @@ def results(dtype: str, width: int, gi: int, grad: bool, backend: str, batch: in
         *program(dtype, width, gi, grad, "compiled").sample(batch, seed=width))
 
 
-@functools.cache
-def program(dtype: str, width: int, gi: int, grad: bool, backend: str) -> Group:
-    return Group(GROUPS[gi], width, dtype, backend, grad)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _warm_cache(request):
     """Compile the groups the selected tests need, in parallel worker processes."""
     jobs = {(p["config"][0], p["config"][1], GROUP_OF[p["spec_id"]],
              name == "test_compiled_matches_reference")
             for name, p in selected(request, __name__)}
+    jobs = {j for j in jobs if not built(*j)}  # built by another module of this session
     # Gradient groups first: they are the big ones, and round robin then balances.
     prewarm([("compiled.opgroups", "warm", list(j))
              for j in sorted(jobs, key=lambda j: (not j[3], j))])

@@ -16,11 +16,12 @@ For every spec:
 (e) the forward pass and all gradients against PyTorch (an oracle independent
     of graphc's reference), also at the kinks where the one-sided choice matters.
 
-Finite-difference tolerance: step h_i = 1e-6 * max(1, |x_i|) (relative), compared
-with ``rtol=1e-6, atol=1e-8``.  Truncation error of a central difference is
-O(h^2 f''') ~ 1e-12; the rounding error is ~ eps_mach * |terms of f| / h
-~ 2.2e-16 * O(10) / 1e-6 ~ 2e-9, which is what atol covers (with a 5x margin) for
-gradient entries close to zero, where rtol alone cannot.
+(b) and (c) are the checks of ``tests/gradcheck.py`` -- the same code that
+differentiates the compiled kernels and training steps in
+``tests/compiled/test_gradients_compiled.py``.  Finite-difference tolerance (the
+rounding argument is in ``gradcheck``): step h_i = 1e-6 * max(1, |x_i|)
+(relative), compared with ``rtol=1e-6, atol=1e-8``; the VJP identity with
+``rtol=1e-6, atol=1e-7``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ import functools
 
 import numpy as np
 import pytest
+from gradcheck import assert_matches_finite_differences, assert_vjp_inner_product
 from op_specs import BY_ID, PROJ, SPECS, SpecProgram
 
 import graphc as gc
-
-RTOL, ATOL, REL_STEP = 1e-6, 1e-8, 1e-6
 
 
 def _fill(shape, batch):
@@ -41,28 +41,10 @@ def _fill(shape, batch):
 
 
 class Harness(SpecProgram):
-    """A spec on the reference backend, plus finite differences of its loss."""
+    """A spec on the reference backend, sampled away from its kinks by default."""
 
     def sample(self, batch, seed=0, fd_safe=True):
         return super().sample(batch, seed, fd_safe)
-
-    def loss_at(self, feeds, params) -> float:
-        return self.loss(feeds, params)
-
-    def numeric_gradient(self, feeds, params, name) -> np.ndarray:
-        where = feeds if name in feeds else params
-        base = where[name]
-        out = np.zeros_like(base)
-        for idx in np.ndindex(base.shape):
-            h = REL_STEP * max(1.0, abs(base[idx]))
-            vals = []
-            for sign in (1, -1):
-                moved = base.copy()
-                moved[idx] += sign * h
-                vals.append(self.loss_at({**feeds, name: moved} if where is feeds else feeds,
-                                         {**params, name: moved} if where is params else params))
-            out[idx] = (vals[0] - vals[1]) / (2 * h)
-        return out
 
 
 @functools.cache
@@ -141,11 +123,7 @@ def test_gradients_match_finite_differences(spec_id, batch):
     h = harness(spec_id)
     assert h.wrt, "every spec has something to differentiate"
     feeds, params = h.sample(batch, seed=1)
-    analytic = h.gradients(feeds, params)
-    for name in h.wrt:
-        numeric = h.numeric_gradient(feeds, params, name)
-        np.testing.assert_allclose(analytic[name], numeric, rtol=RTOL, atol=ATOL,
-                                   err_msg=f"d/d{name} of {spec_id}")
+    assert_matches_finite_differences(h.loss, feeds, params, h.gradients(feeds, params), spec_id)
 
 
 # --- (c) VJP inner product ---------------------------------------------------------------
@@ -154,24 +132,9 @@ def test_gradients_match_finite_differences(spec_id, batch):
 def test_vjp_inner_product(spec_id):
     """<J^T u, v> (one reverse pass) equals <u, J v> (a directional central difference)."""
     h = harness(spec_id)
-    batch = 7
-    feeds, params = h.sample(batch, seed=2)
-    grads = h.gradients(feeds, params)
-    rng = np.random.default_rng(3)
-    direction = {n: rng.standard_normal(grads[n].shape) for n in h.wrt}
-    lhs = sum(float(np.sum(grads[n] * direction[n])) for n in h.wrt)
-    scale = max(1.0, *(float(np.abs(v).max()) for v in [*feeds.values(), *params.values()]
-                       if v.size and v.dtype.kind == "f"))
-    step = REL_STEP * scale
-
-    def moved(sign):
-        f = {n: (v + sign * step * direction[n] if n in direction else v) for n, v in feeds.items()}
-        p = {n: v + sign * step * direction[n] for n, v in params.items()}
-        return h.loss_at(f, p)
-
-    rhs = (moved(1) - moved(-1)) / (2 * step)
-    # One number summing up to ~100 products: 10x the element-wise atol for its rounding.
-    np.testing.assert_allclose(lhs, rhs, rtol=RTOL, atol=ATOL * 10)
+    feeds, params = h.sample(7, seed=2)  # a batch size the element-wise check does not use
+    assert_vjp_inner_product(h.loss, feeds, params, h.gradients(feeds, params), seed=3,
+                             what=spec_id)
 
 
 # --- (d) float32 ------------------------------------------------------------------------------
