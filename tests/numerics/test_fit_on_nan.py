@@ -1,8 +1,9 @@
 """``fit(on_nan=...)``: stop (default), raise or continue at a non-finite loss.
 
-"stop" and "raise" keep the last finite weights -- those a separate program reaches by
-stepping through the same minibatches up to the failing one -- also when the loss is
-still finite but an update overflowed the parameters; "continue" runs every step.
+"stop" and "raise" keep the last finite weights and optimizer state (momentum) -- those
+a separate program reaches by stepping through the same minibatches up to the failing
+one -- also when the loss is still finite but an update overflowed the parameters;
+"continue" runs every step.
 """
 
 from __future__ import annotations
@@ -36,10 +37,17 @@ def _data(bad_step=None):
 
 
 def _stepped(backend, X, Y, steps, lr=0.1):
+    """Parameters and optimizer state after ``steps`` plain steps, by name."""
     ref = _net(backend, lr)
     for k in range(steps):
         ref.step({"x": X[BS * k:BS * (k + 1)], "y": Y[BS * k:BS * (k + 1)]})
-    return ref.params
+    return {**ref.params, **ref.state}
+
+
+def _weights_and_state(net) -> dict:
+    both = {**net.params, **net.state}
+    assert len(both) > len(net.params), "the optimizer keeps state (momentum)"
+    return both
 
 
 BACKENDS = ["compiled", "reference"]
@@ -56,7 +64,7 @@ def test_stop_is_the_default_and_keeps_the_last_finite_weights(backend):
         assert words in hist.stop_reason, (words, hist.stop_reason)
     assert net.step_count == 3
     want = _stepped(backend, X, Y, 3)
-    for k, v in net.params.items():
+    for k, v in _weights_and_state(net).items():
         np.testing.assert_array_equal(v, want[k], err_msg=k)
 
 
@@ -69,7 +77,7 @@ def test_raise(backend):
                 on_nan="raise")
     assert net.step_count == 1
     want = _stepped(backend, X, Y, 1)
-    for k, v in net.params.items():
+    for k, v in _weights_and_state(net).items():
         np.testing.assert_array_equal(v, want[k], err_msg=k)
 
 
@@ -92,12 +100,12 @@ def test_an_overflowing_update_with_a_finite_loss_is_undone(backend):
     X, Y = _data()
     X *= 1e10
     net = _net(backend, lr=1e30)
-    init = net.params
+    init = _weights_and_state(net)
     hist = net.fit({"x": X, "y": Y}, epochs=1, batch_size=BS, shuffle=False, progress=False)
     assert hist.stopped_early
     assert "step 1 of 8" in hist.stop_reason and "update made the parameters" in hist.stop_reason
     assert net.step_count == 0
-    for k, v in net.params.items():
+    for k, v in _weights_and_state(net).items():
         np.testing.assert_array_equal(v, init[k], err_msg=k)
 
 
