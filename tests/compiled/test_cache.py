@@ -147,7 +147,10 @@ def test_damaged_numba_cache_files_are_recompiled(warm_dir, tmp_path, which, dam
 # --- untrusted directories: compile in memory, one warning ---------------------------------
 
 def small_function(units: int):
-    """A forward-only function; ``units`` makes each test's graph (and key) its own."""
+    """A forward-only function; ``units`` makes each test's graph (and key) its own: a
+    module already imported with the same source is reused without touching the cache
+    directory, so two tests sharing a width would see each other's.  In use: 2, 3, 4,
+    9 and 30-32 (untrusted directories), 21 and 22 (keys)."""
     x = gc.input("x", (None, 3))
     return gc.function([x], [gc.dense(x, units, activation="tanh", name="fc")],
                        dtype="float64")
@@ -227,7 +230,7 @@ def test_directory_writable_by_others(tmp_path, monkeypatch, mode, who):
     d = tmp_path / "shared"
     d.mkdir()
     d.chmod(mode)
-    msgs, impls = compile_in(d, 5 + mode % 7, monkeypatch)
+    msgs, impls = compile_in(d, {0o777: 30, 0o770: 31, 0o702: 32}[mode], monkeypatch)
     assert len(msgs) == 1, msgs
     assert f"writable by {who}" in msgs[0] and str(d) in msgs[0] and "chmod 700" in msgs[0]
     assert_in_memory(d, impls)
@@ -289,7 +292,7 @@ def test_every_version_the_machine_code_depends_on_is_in_the_key(tmp_path, monke
     import numba
 
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
-    before = small_function(5).program._impl
+    before = small_function(21).program._impl
     other = {
         "graphc": (gc, "__version__", "0.0.0+other"),
         "numba": (numba, "__version__", "0.0.0+other"),
@@ -300,11 +303,11 @@ def test_every_version_the_machine_code_depends_on_is_in_the_key(tmp_path, monke
         "kernel sources": (graphc.kernels, "SOURCE_HASH", "0" * 64),
     }[part]
     monkeypatch.setattr(*other)
-    after = small_function(5).program._impl
+    after = small_function(21).program._impl
     assert after.key != before.key
     if part != "graphc":  # the version is also printed in the module's header
         assert after.source == before.source
-    # (``before`` may be an earlier test's module: same key, already imported.)
+    # (``before`` may be an earlier parametrization's module: same key, already imported.)
     assert after.on_disk and after.path == tmp_path / f"g_{after.key}.py"
     assert after.path.read_text(encoding="utf-8") == after.source
 
@@ -313,7 +316,7 @@ def test_the_key_covers_the_generated_source(tmp_path, monkeypatch):
     """A change of the generated code (here: numerics checks on) is a new key."""
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     x = gc.input("x", (None, 3))
-    y = gc.dense(x, 5, activation="tanh", name="fc")
+    y = gc.dense(x, 22, activation="tanh", name="fc")
     plain = gc.function([x], [y], dtype="float64").program._impl
     checked = gc.function([x], [y], dtype="float64", check_numerics=True).program._impl
     assert plain.source != checked.source and plain.key != checked.key

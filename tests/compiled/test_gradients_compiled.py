@@ -27,22 +27,24 @@ Numba's cache), fed points sampled away from every kink.  Widths:
 two widths do reach the two paths.
 
 Whole training steps (``STEP_CASES``: every fused pattern of
-``test_training_compiled.CASES`` -- hidden widths 7 and 13 -- with plain SGD, and
-three more networks so that every activation, every loss, a layer without bias and
-a large layer (37 -> 11, k*m = 407) are in): float64, ``SGD(lr=1)``, no momentum,
-weight decay or clipping, so the update of every layer is folded into its dW GEMM
-(asserted).  ONE native ``step`` from parameters P gives P' and the gradient it
-applied, ``(P - P') / lr``; that is compared with central differences of the loss
-the compiled step returns (its forward, before the update) at P, entry by entry for
-every parameter, and in the VJP identity.  The loss comes from the step itself, not
-from ``evaluate``: it is the forward pass whose backward is checked, and the
-evaluate entry would cost a second compile per case (it is held to the reference
-by ``test_training_compiled``).
+``training_cases.CASES`` -- hidden widths 7 and 13 -- with plain SGD, and three more
+networks so that every activation, every loss, a layer without bias and a large
+layer (37 -> 11, k*m = 407) are in): float64, ``SGD(lr=1)``, no momentum, weight
+decay or clipping, so the update of every layer is folded into its backward kernel
+(asserted): ``dense_bwd_sgd``'s BLAS GEMM accumulating into W, or
+``dense_bwd_sgd_small``'s loop for the small layers. ONE native ``step`` from
+parameters P gives P' and the gradient it applied, ``(P - P') / lr``; that is
+compared with central differences of the loss the compiled step returns (its
+forward, before the update) at P, entry by entry for every parameter, and in the VJP
+identity. The loss comes from the step itself, not from ``evaluate``: it is the
+forward pass whose backward is checked, and the evaluate entry would cost a second
+compile per case (it is held to the reference by ``test_training_compiled``).
 
 Why ``(P - P') / lr`` is the gradient to far below ``atol``: with lr = 1 (any
 power of two would do) the products ``lr * g`` and the division by lr are exact;
 the fused kernel computes ``P' = fl(P - g)`` (a BLAS ``beta = 1, alpha = -lr``
-GEMM accumulating into W, or ``b -= lr * db``), whose one rounding moves the
+GEMM accumulating into W, the small kernel's ``W * keep - lr * acc`` with keep = 1,
+or ``b -= lr * db``), whose one rounding moves the
 recovered ``P - P'`` from the g the kernel computed by at most ~eps * (|P| + |g|)
 ~ 1e-15 for the O(1) values here -- 1e-7 of ``atol``.  The loss of each finite
 difference is again evaluated to a few ulps of its terms, so the finite
@@ -65,7 +67,7 @@ import graphc as gc
 from graphc.ops.activation import ACTIVATION_NAMES
 
 from .opgroups import Group, built, groups, program
-from .test_training_compiled import CASES, N_IN, UNITS, WIDTHS, sample, targets
+from .training_cases import CASES, N_IN, UNITS, WIDTHS, sample, targets
 from .warm import prewarm, selected
 
 # --- per op: the compiled op table ---------------------------------------------------------

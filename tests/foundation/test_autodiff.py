@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradcheck import assert_matches_finite_differences
 
 import graphc as gc
 from graphc.ir.graph import Graph
@@ -435,17 +436,6 @@ def test_random_graph_gradients_match_finite_differences(seed):
         f.set_params(p)
         return float(f(v["x"], v["y"], v["R"])[0])
 
-    for name, g in zip(["x", "y", "W", "b"], got, strict=True):
-        src = vals if name in vals else params
-        num = np.zeros_like(g)
-        for idx in np.ndindex(g.shape):
-            h = 1e-6 * max(1.0, abs(src[name][idx]))
-            plus, minus = src[name].copy(), src[name].copy()
-            plus[idx] += h
-            minus[idx] -= h
-            if src is vals:
-                num[idx] = (L({**vals, name: plus}, params) - L({**vals, name: minus}, params)) / (2 * h)
-            else:
-                num[idx] = (L(vals, {**params, name: plus}) - L(vals, {**params, name: minus})) / (2 * h)
-        scale = max(1.0, float(np.abs(num).max()))
-        np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8 * scale, err_msg=f"d/d{name}")
+    assert_matches_finite_differences(L, vals, params, dict(zip(["x", "y", "W", "b"], got,
+                                                                strict=True)),
+                                      what=f"random graph {seed}", scaled_atol=True)

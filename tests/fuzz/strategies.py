@@ -36,6 +36,7 @@ What a case covers:
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 import hypothesis.strategies as st
@@ -120,6 +121,16 @@ if __name__ == "__main__":
         print(f"{{k:32}} max |compiled - reference| {{np.nanmax(err, initial=0):.3g}}"
               f" (max |reference| {{np.nanmax(np.abs(want), initial=0):.3g}}){{nan}}")
 '''
+
+
+def case(model: str, feeds: str, *, dtype: str = "float64", batches=(3, 4, 2),
+         optimizer: str = "gc.optim.SGD(lr=0.1)", train: dict | None = None, depth: int = 1,
+         grad_inputs: tuple[str, ...] = (), seed: int = 0) -> Case:
+    """A fixed case from hand-written ``model()`` and ``feeds(rng, n)`` sources (indented
+    as in a test), for regression tests and the harness's own tests."""
+    return Case(textwrap.dedent(model).strip() + "\n", textwrap.dedent(feeds).strip() + "\n",
+                dtype, seed, tuple(batches), optimizer, train or {}, depth, grad_inputs,
+                ["regression"])
 
 
 class _Writer:

@@ -8,23 +8,13 @@ on the symptom.
 
 from __future__ import annotations
 
-import textwrap
-
 import numpy as np
 import pytest
 
 import graphc as gc
 
 from .harness import check_case
-from .strategies import Case
-
-
-def case(model: str, feeds: str, *, dtype: str = "float64", batches=(3, 4, 2),
-         optimizer: str = "gc.optim.SGD(lr=0.1)", train: dict | None = None, depth: int = 1,
-         grad_inputs: tuple[str, ...] = (), seed: int = 0) -> Case:
-    return Case(textwrap.dedent(model).strip() + "\n", textwrap.dedent(feeds).strip() + "\n",
-                dtype, seed, tuple(batches), optimizer, train or {}, depth, grad_inputs,
-                ["regression"])
+from .strategies import case
 
 
 def test_nan_loss_does_not_read_an_uninitialised_status_word():
