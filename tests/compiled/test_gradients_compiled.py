@@ -64,7 +64,13 @@ from graphc.kernels.dense import SMALL_MAX_KM
 from op_specs import KINK_MARGIN, PROJ, SPECS
 
 import graphc as gc
-from graphc.ops.activation import ACTIVATION_NAMES
+from graphc.ops.activation import (
+    ACTIVATION_NAMES,
+    DEFAULT_ALPHA,
+    act_forward,
+    log_softmax_ref,
+    softmax_ref,
+)
 
 from .opgroups import Group, built, groups, program
 from .training_cases import CASES, N_IN, UNITS, WIDTHS, sample, targets
@@ -210,20 +216,13 @@ def warm_step(index: int) -> None:
 
 
 def _act(act: str | None, alpha: float | None, z: np.ndarray, slope) -> np.ndarray:
-    """graphc's activations in NumPy, only to locate the kinks of a sample."""
-    if act in (None, "linear"):
+    """The activation's NumPy reference (``graphc.ops.activation``), only to locate the
+    kinks of a sample."""
+    if act is None:
         return z
-    if act in ("relu", "leaky_relu", "prelu"):
-        a = 0.0 if act == "relu" else slope if act == "prelu" else 0.01 if alpha is None else alpha
-        return np.where(z > 0, z, a * z)
-    if act == "elu":
-        return np.where(z > 0, z, (1.0 if alpha is None else alpha) * np.expm1(np.minimum(z, 0)))
     if act in ("softmax", "log_softmax"):
-        e = z - z.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(e).sum(axis=1, keepdims=True))
-        return np.exp(e - lse) if act == "softmax" else e - lse
-    return {"sigmoid": lambda: 1 / (1 + np.exp(-z)), "tanh": lambda: np.tanh(z),
-            "softplus": lambda: np.logaddexp(0, z)}[act]()
+        return softmax_ref(z) if act == "softmax" else log_softmax_ref(z)
+    return act_forward(act, z, DEFAULT_ALPHA.get(act) if alpha is None else alpha, slope)
 
 
 def kinks(case: StepCase, params: dict, feeds: dict) -> list[np.ndarray]:
