@@ -147,3 +147,22 @@ def test_the_reproduction_script_runs_on_its_own(monkeypatch, tmp_path, capsys):
     for key in ("loss", "gradient of l0/W", "run: out", "step 2: loss", "after the steps: l1/b"):
         assert key in out, key
     assert "NaN in different places" not in out
+
+
+def test_a_campaign_with_seen_skips_the_networks_earlier_rounds_tested(tmp_path):
+    """``campaign --seen``: a round drawn after another skips the networks it recorded,
+    and ``--replay`` of it skips exactly what the file held before that round."""
+    from .campaign import read_seen, record_seen
+    from .runner import draw_cases, network_key
+
+    path = str(tmp_path / "seen.txt")
+    first = draw_cases(20, 5, True)
+    record_seen(path, 5, [network_key(c) for c in first])
+    again = draw_cases(20, 5, True, read_seen(path))
+    assert len(again) == 20
+    assert not {network_key(c) for c in first} & {network_key(c) for c in again}
+    record_seen(path, 6, [network_key(c) for c in again])
+    assert len(read_seen(path)) == 40
+    assert read_seen(path, before_seed=6) == {network_key(c) for c in first}
+    replayed = draw_cases(20, 5, True, read_seen(path, before_seed=6))
+    assert [c.model_src for c in replayed] == [c.model_src for c in again]
