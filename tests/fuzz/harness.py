@@ -28,7 +28,15 @@ from graphc.ir.graph import Graph
 from graphc.ir.printer import to_text
 
 from .strategies import Case
-from .tolerances import CONDITIONING_DRAWS, NOISE_ULPS, TRUTH_FACTOR, mismatch, rtol_for, used
+from .tolerances import (
+    CONDITIONING_DRAWS,
+    ENSEMBLE_DRAWS,
+    NOISE_ULPS,
+    TRUTH_FACTOR,
+    mismatch,
+    rtol_for,
+    used,
+)
 
 BACKENDS = ("compiled", "reference")
 
@@ -195,6 +203,11 @@ def _widen(out: dict[str, np.ndarray], obs: dict, want: dict, keys) -> None:
         out[key] = np.maximum(out[key], d) if key in out else d
 
 
+def _summed(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per key, the elementwise sum of two allowances (either may lack the key)."""
+    return {k: a[k] + b[k] if k in a and k in b else a.get(k, b.get(k)) for k in {*a, *b}}
+
+
 def _jittered(batches: list[dict], seed: int, rtol: float) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
@@ -290,9 +303,9 @@ def float64_truth(case: Case) -> dict[str, object]:
 
 def float32_ensemble(case: Case) -> list[dict[str, object]]:
     """The reference in float32, re-run with every value it computes moved by a few ulps
-    (``CONDITIONING_DRAWS`` draws of :func:`_rounding_noise`, feeds unchanged): other
+    (``ENSEMBLE_DRAWS`` draws of :func:`_rounding_noise`, feeds unchanged): other
     float32 computations of the same maths, each as correct as the reference."""
-    return [observe(case, "reference", jitter=(draw, 0.0)) for draw in range(CONDITIONING_DRAWS)]
+    return [observe(case, "reference", jitter=(draw, 0.0)) for draw in range(ENSEMBLE_DRAWS)]
 
 
 def judged_by_truth(key: str, got, wants: list, truth, rtol: float) -> str | None:
@@ -398,8 +411,17 @@ def check_case(case: Case) -> dict[str, float]:
             if any(after_an_update(k) for k in problems):
                 stats["spread"] = 1.0
                 # Values after an update: allow what the reference itself spreads to ...
-                later = differences(got, want, rtol, spread(case, want, rtol),
+                allowed = spread(case, want, rtol)
+                later = differences(got, want, rtol, allowed,
                                     [k for k in problems if after_an_update(k)])
+                if later:
+                    # ... plus, where that is not enough, what it moves by rounding
+                    # noise: a value that cancels before the update still cancels
+                    # after it (seed 13035 case 16: h - tanh(h) at h ~ 1e-4, carried
+                    # through an Adam step) ...
+                    stats["jitter"] = 1.0
+                    allowed = _summed(allowed, conditioning(case, want, rtol, list(later)))
+                    later = differences(got, want, rtol, allowed, list(later))
                 problems = {k: v for k, v in problems.items() if not after_an_update(k)}
                 problems.update(later)
             # ... and in float32, whatever still differs is judged against the float64
