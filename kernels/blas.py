@@ -127,7 +127,8 @@ def _mkl():
     on the 2-core Xeon of BENCHMARKS.md, GFLOP/s, MKL vs SciPy's OpenBLAS: 64x784x128
     214 vs 139, 128x512x512 303 vs 221; whole train steps 1.5-2x faster at mnist and deep).
     MKL runs its threads on Intel's OpenMP (``libiomp5``, shipped beside it), not GNU's:
-    a forked child calling MKL on GNU OpenMP hangs (seen here), on Intel's it does not.
+    a forked child calling MKL on GNU OpenMP hangs (seen here), on Intel's it does not,
+    unless ``KMP_INIT_AT_FORK`` is false (see ``_mkl_after_fork``).
     ``MKL_THREADING_LAYER`` set by the user wins.
     """
     import ctypes
@@ -149,6 +150,24 @@ def _mkl():
         except (OSError, AttributeError):
             continue
     return None
+
+
+#: How Intel's OpenMP reads a false ``KMP_INIT_AT_FORK`` (its boolean spellings).
+_FALSE_WORDS = ("0", "f", "false", "n", "no", "off")
+
+
+def _mkl_after_fork() -> None:
+    """In a forked child, run MKL on one thread when Intel's OpenMP will not rebuild its team.
+
+    ``KMP_INIT_AT_FORK=false`` tells libiomp5 not to re-initialise in a child, and
+    scikit-learn sets it on import (``os.environ.setdefault``), so ``import sklearn`` then a
+    ``fork`` (multiprocessing's default on Linux) left the child's first threaded GEMM
+    waiting forever for the parent's threads, which a child does not have (seen on an AMD
+    EPYC, where MKL threads GEMMs this small).  One thread is slower, never stuck; with the
+    variable unset or true the child keeps MKL's own setting.
+    """
+    if os.environ.get("KMP_INIT_AT_FORK", "").strip().lower() in _FALSE_WORDS and MKL_LIB is not None:
+        MKL_LIB.MKL_Set_Num_Threads(1)
 
 
 def _register_blas_symbols() -> str:
@@ -174,6 +193,7 @@ def _register_blas_symbols() -> str:
             lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value)
         global MKL_LIB
         MKL_LIB = lib
+        os.register_at_fork(after_in_child=_mkl_after_fork)
         return version
     # OpenBLAS has no per-call thread count (its setter is global and slow): the
     # symbol gets a side-effect-free int(int), libc's abs, so the call is a no-op.
