@@ -166,8 +166,8 @@ def _mkl_after_fork() -> None:
     EPYC, where MKL threads GEMMs this small).  One thread is slower, never stuck; with the
     variable unset or true the child keeps MKL's own setting.
     """
-    if os.environ.get("KMP_INIT_AT_FORK", "").strip().lower() in _FALSE_WORDS and MKL_LIB is not None:
-        MKL_LIB.MKL_Set_Num_Threads(1)
+    if os.environ.get("KMP_INIT_AT_FORK", "").strip().lower() in _FALSE_WORDS:
+        MKL_LIB.MKL_Set_Num_Threads(1)  # registered only once MKL_LIB is set
 
 
 def _register_blas_symbols() -> str:
