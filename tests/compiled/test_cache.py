@@ -103,6 +103,24 @@ def test_second_process_loads_without_recompiling(warm_dir):
     assert set(native_files(d, first["key"], "forward")) == {"nbi", "nbc"}
 
 
+def test_kernels_that_cannot_be_registered_again_mean_a_recompile(warm_dir, tmp_path):
+    """A cached entry point calls kernels by symbol; Numba's reload hook registers them
+    before the machine code is linked (``kernels/extern.py``).  Were that to fail, an
+    unresolved symbol would abort the process in the JIT linker, so the hook raises
+    first, and the cache files are dropped and the module compiled afresh."""
+    d, first = fresh_copy(warm_dir, tmp_path)
+    code = ("import runpy\nimport graphc.kernels.extern as x\n"
+            "def gone(*a):\n    raise RuntimeError('kernel gone')\n"
+            f"x._reload = gone\nrunpy.run_path({CHILD!r}, run_name='__main__')\n")
+    r = subprocess.run([sys.executable, "-c", code], env=child_env(d), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.loads(r.stdout.strip().splitlines()[-1])
+    assert again["misses"] == 1 and again["hits"] == 0
+    assert any("kernel gone" in w and "recompiled" in w for w in again["warnings"]), again
+    same_result(first, again)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "other code"])
 def test_damaged_module_file_is_rewritten_and_never_run(warm_dir, tmp_path, damage):
     d, first = fresh_copy(warm_dir, tmp_path)
