@@ -74,9 +74,16 @@ def register(disp: CPUDispatcher, argtypes: tuple):
         return name, cres
 
 
-def _reload(module: str, qualname: str, argtypes: tuple) -> None:
-    """Numba's ``reload_init`` hook: run before a cached caller's machine code is linked."""
-    register(_find(module, qualname), argtypes)
+def _reload(module: str, qualname: str, argtypes: tuple, restype) -> None:
+    """Numba's ``reload_init`` hook: run before a cached caller's machine code is linked.
+
+    The caller was compiled against ``restype``; a kernel that now returns something
+    else would be called with the wrong ABI, so that raises (and the caller's cache
+    files are then dropped and it is compiled again, see ``Compiled._first_call``)."""
+    _, cres = register(_find(module, qualname), argtypes)
+    if cres.signature.return_type != restype:
+        raise RuntimeError(f"graphc: {module}.{qualname}{argtypes} now returns "
+                           f"{cres.signature.return_type}, not {restype}")
 
 
 def _call(disp: CPUDispatcher):
@@ -102,7 +109,8 @@ def _call(disp: CPUDispatcher):
             context.call_conv.decorate_function(callee, fndesc.args, fndesc.argtypes,
                                                 noalias=fndesc.noalias)
             context.active_code_library._reload_init.add(
-                functools.partial(_reload, fn.__module__, fn.__qualname__, signature.args))
+                functools.partial(_reload, fn.__module__, fn.__qualname__, signature.args,
+                                  signature.return_type))
             status, res = context.call_conv.call_function(
                 builder, callee, fndesc.restype, fndesc.argtypes, cargs)
             with cgutils.if_unlikely(builder, status.is_error):
@@ -118,6 +126,20 @@ def _call(disp: CPUDispatcher):
     exec(f"def {fn.__name__}(typingctx, {params}):\n"  # noqa: S102 -- names of our own kernel
          f"    return type_call(typingctx, ({params}{',' if params else ''}))\n", ns)
     return intrinsic(prefer_literal=True)(ns[fn.__name__])
+
+
+def call(fn):
+    """``fn`` (a jitted function of a generated module) as its callers in that module
+    should call it: through its symbol, like a kernel, when it is compiled code.
+
+    ``fit_loop`` calls ``train_step``.  Linked in the usual way, a ``train_step``
+    loaded from Numba's cache would bring its machine code into ``fit_loop`` but not
+    its reload hooks (Numba keeps them on the compile result, not on the library a
+    caller links), so a ``fit_loop`` compiled in such a process was cached without
+    them, and the next process whose first call was ``fit`` crashed in the JIT linker
+    on the unresolved kernel symbols.  Through a symbol, ``fit_loop``'s own hook loads
+    ``train_step``, whose hooks register the kernels."""
+    return _call(fn) if isinstance(fn, CPUDispatcher) else fn
 
 
 @functools.cache

@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit
 
 from graphc.kernels import views as K_view
+from graphc.kernels.extern import call as _by_symbol
 from graphc.kernels.extern import module as _kernels
 
 K_act = _kernels("activations")
@@ -138,7 +139,9 @@ def fit_source(feeds: list[str], cache: bool) -> str:
     args = ", ".join(["arena", "ws", "bs", "lrs", "step0", "perm", "shuffle", "seed", "epoch0",
                       "in_order", "losses", "stop", *(f"f_{i}" for i in range(k)),
                       *(f"b_{i}" for i in range(k))])
-    lines = [_decorator(cache),
+    # train_step by symbol, not linked in: see ``graphc.kernels.extern.call``.
+    lines = ["_train_step = _by_symbol(train_step)", "", "",
+             _decorator(cache),
              f"def fit_loop({args}):",
              "    total = perm.size",
              "    nb = (total + bs - 1) // bs"]
@@ -153,12 +156,12 @@ def fit_source(feeds: list[str], cache: bool) -> str:
               "            if in_order:"]
     rows = "".join(f", K_view.carve(f_{i}, start * r_{i}, (m,) + f_{i}.shape[1:])"
                    for i in range(k))
-    lines.append(f"                loss = train_step(arena, ws, m, lrs[e], step0 + s + 1{rows})")
+    lines.append(f"                loss = _train_step(arena, ws, m, lrs[e], step0 + s + 1{rows})")
     lines.append("            else:")
     for i in range(k):
         lines.append(f"                K_gather.gather_rows(f_{i}, perm, start, m, b_{i})")
     views = "".join(f", K_view.carve(b_{i}, 0, (m,) + b_{i}.shape[1:])" for i in range(k))
-    lines += [f"                loss = train_step(arena, ws, m, lrs[e], step0 + s + 1{views})",
+    lines += [f"                loss = _train_step(arena, ws, m, lrs[e], step0 + s + 1{views})",
               "            losses[s] = loss",
               "            if stop and not np.isfinite(loss):",
               "                return s + 1",

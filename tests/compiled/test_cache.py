@@ -121,6 +121,37 @@ def test_kernels_that_cannot_be_registered_again_mean_a_recompile(warm_dir, tmp_
     same_result(first, again)
 
 
+_FIT = f"""
+import json, sys
+sys.path.insert(0, {str(Path(CHILD).parent)!r})
+import cache_child as c
+net = c.build()
+if sys.argv[1] == "fit":
+    net.fit(c.feeds(), epochs=2, batch_size=4)
+else:
+    net.step(c.feeds())
+print(json.dumps({{k: v.tolist() for k, v in net.params.items()}}))
+"""
+
+
+def test_fit_first_in_a_process_after_fit_was_cached_beside_a_cached_step(tmp_path):
+    """Found in review: ``train_step`` loaded from the cache and linked into a freshly
+    compiled ``fit_loop`` left ``fit_loop`` cached without the hooks that register the
+    kernels, and the next process calling ``fit`` first died in the JIT linker
+    (SIGSEGV).  ``fit_loop`` now calls ``train_step`` by symbol."""
+    env = child_env(tmp_path / "cache")
+
+    def run(mode: str) -> dict:
+        r = subprocess.run([sys.executable, "-c", _FIT, mode], env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, (mode, r.returncode, r.stderr[-3000:])
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    run("step")  # caches train_step (and forward) only
+    compiled_fit = run("fit")  # fit_loop compiled here, train_step from the cache
+    assert run("fit") == compiled_fit  # fit_loop and everything it calls from the cache
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "other code"])
 def test_damaged_module_file_is_rewritten_and_never_run(warm_dir, tmp_path, damage):
     d, first = fresh_copy(warm_dir, tmp_path)

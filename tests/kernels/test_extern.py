@@ -113,3 +113,11 @@ def test_entry_points_declare_kernels_instead_of_linking_them(tmp_path, monkeypa
     assert "adam" in called and len(called) >= 5, called
     linked = sorted(d for d in defined if any(f"{len(k)}{k}B" in d for k in kernels))
     assert not linked, linked
+
+
+def test_a_cached_caller_expecting_another_return_type_is_refused():
+    sig = (types.float64[::1], types.float64, types.float64[::1])
+    _, cres = extern.register(elementwise.ew_scale, sig)
+    extern._reload("graphc.kernels.elementwise", "ew_scale", sig, cres.signature.return_type)
+    with pytest.raises(RuntimeError, match="now returns"):
+        extern._reload("graphc.kernels.elementwise", "ew_scale", sig, types.int64)
