@@ -18,7 +18,7 @@ the kernels' sources, debug mode and the Numba version, so one name always
 means the same code.
 
 Numba's cache: a cached entry point is machine code with the kernel symbols
-unresolved.  Each call site adds ``_reload(kernel, argtypes)`` to the
+unresolved.  Each call site adds ``_reload(kernel, argtypes, restype)`` to the
 library's ``reload_init``, which Numba pickles with the cached function and
 runs before it loads the machine code, so every symbol is registered (the
 kernel compiled or loaded from its own cache) before the JIT linker needs it.
@@ -36,7 +36,6 @@ import numba
 from graphc.kernels import DEBUG, SOURCE_HASH
 from llvmlite import binding as llvm_binding
 from numba.core import cgutils, imputils
-from numba.core import types as nbtypes
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
@@ -91,15 +90,12 @@ def _call(disp: CPUDispatcher):
     fn = disp.py_func
 
     def type_call(typingctx, args):
-        if any(isinstance(a, nbtypes.Omitted) for a in args):
-            return None
         template, pysig, folded, kws = disp.get_call_template(args, {})
         if len(folded) != len(args):  # defaults filled in: call sites pass every argument
             return None
         sig = template(typingctx).apply(folded, kws)
         if sig is None:
             return None
-        sig = sig.replace(pysig=None)
 
         def codegen(context, builder, signature, cargs):
             name, cres = register(disp, signature.args)

@@ -9,15 +9,13 @@ generated module's source, and the LLVM IR of freshly compiled kernels.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import re
 
 import graphc.kernels
 import numpy as np
 import pytest
+from kernel_dispatchers import kernel_dispatchers
 from numba import njit
-from numba.core.registry import CPUDispatcher
 
 import graphc as gc
 
@@ -33,16 +31,8 @@ def _flags(fm) -> set[str]:
     return {str(f) for f in fm}
 
 
-def _kernel_dispatchers():
-    for info in pkgutil.iter_modules(graphc.kernels.__path__):
-        mod = importlib.import_module(f"graphc.kernels.{info.name}")
-        for name, obj in vars(mod).items():
-            if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__:
-                yield f"{mod.__name__}.{name}", obj
-
-
 def test_every_kernel_decorator_avoids_nnan_ninf():
-    found = dict(_kernel_dispatchers())
+    found = kernel_dispatchers()
     assert len(found) > 40, "kernel discovery found too few dispatchers"
     bad = {n: _flags(d.targetoptions.get("fastmath")) & FORBIDDEN for n, d in found.items()}
     assert not {n: f for n, f in bad.items() if f}
